@@ -48,6 +48,7 @@ class ElasticConfig:
     chunk_size: int = 64  # C: causal form works in chunks of C tokens (cost ∝ N·C)
     context_max_frac: float = 0.5  # training: query context c ~ U{1..max(1, frac·len)}
     balance_weight: float = 0.01  # weight of the product-key load-balancing loss (0 = off)
+    local_window: int = 0  # w_l: tokens also attend to their w_l most recent items (0 = off)
 
     def __post_init__(self) -> None:
         n = math.isqrt(self.num_slots)
@@ -369,6 +370,48 @@ def full_dispatch_reference(dq, kx, vx, q2, log_gates, valid, cap: float):
     return out
 
 
+def local_attention(q, k, v, valid, window: int):
+    """Causal sliding-window attention: token t attends to the real tokens s in (t - w, t].
+
+    q, k, v (B,h,N,dh) -> (B,h,N,dh) in O(N·w·dh): blocks of w queries see their own block
+    and the previous one (2w keys), masked to the window. This is the recency branch of a
+    dispatcher layer (global dispatchers + a local window, as Longformer pairs global tokens
+    with a sliding window).
+    """
+    b, h, n, dh = k.shape
+    w = min(window, n)
+    pad = (-n) % w
+    q, k, v = (F.pad(t, (0, 0, pad, 0)) for t in (q, k, v))
+    keys_valid = F.pad(valid, (pad, 0), value=False)
+    nb = (n + pad) // w
+
+    def with_previous(t):  # (B,h,nb,w,·) -> (B,h,nb,2w,·): previous block, then own block
+        prev = torch.cat([torch.zeros_like(t[:, :, :1]), t[:, :, :-1]], dim=2)
+        return torch.cat([prev, t], dim=3)
+
+    kb = with_previous(k.view(b, h, nb, w, dh))
+    vb = with_previous(v.view(b, h, nb, w, dh))
+    mb = with_previous(keys_valid.view(b, 1, nb, w, 1)).transpose(-2, -1)  # (B,1,nb,1,2w)
+    r = torch.arange(w, device=k.device)[:, None]  # query offset in its block
+    c = torch.arange(2 * w, device=k.device)[None, :]  # key offset in [previous, own]
+    in_window = (c > r) & (c <= r + w)  # (w, 2w): s in (t - w, t]
+    scores = (q.view(b, h, nb, w, dh) @ kb.transpose(-2, -1)) / math.sqrt(dh)  # (B,h,nb,w,2w)
+    scores = scores.masked_fill(~(in_window & mb), torch.finfo(scores.dtype).min)
+    out = (scores.softmax(-1) @ vb).view(b, h, nb * w, dh)[:, :, pad:]
+    return out * valid[:, None, :, None]
+
+
+def local_attention_reference(q, k, v, valid, window: int):
+    """Naive reference: an explicit (N × N) banded causal mask."""
+    n = k.shape[2]
+    t = torch.arange(n)[:, None]
+    s = torch.arange(n)[None, :]
+    allowed = (s <= t) & (s > t - window) & valid[:, None, None, :]  # (B,1,N,N)
+    scores = (q @ k.transpose(-2, -1)) / math.sqrt(k.shape[-1])
+    w = torch.nan_to_num(scores.masked_fill(~allowed, float("-inf")).softmax(-1))
+    return (w @ v) * valid[:, None, :, None]
+
+
 @dataclass
 class LayerOutput:
     hidden: torch.Tensor  # (B, N', d)
@@ -386,6 +429,7 @@ class LinearDispatcherAttention(nn.Module):
         super().__init__()
         d = config.d_model
         self.h, self.cap, self.chunk = config.num_heads, config.stage1_softcap, config.chunk_size
+        self.local_window = config.local_window
         self.norm1 = nn.LayerNorm(d)
         self.dispatcher_q = nn.Linear(d, d)  # stage-1 queries from the dispatchers
         self.token_kvq = nn.Linear(d, 3 * d)  # stage-1 keys, values; stage-2 queries
@@ -434,6 +478,14 @@ class LinearDispatcherAttention(nn.Module):
                 dq, kx, vx, queries, log_gates, valid, self.cap
             )
             x = x if form == "full" else x[:, -1:]
+        if self.local_window:
+            if form == "last":  # the last query reads the last w tokens
+                w = slice(-self.local_window, None)
+                scores = (q2[:, :, -1:] @ kx[:, :, w].transpose(-2, -1)) / math.sqrt(kx.shape[-1])
+                scores = scores.masked_fill(~valid[:, None, None, w], torch.finfo(y.dtype).min)
+                y = y + scores.softmax(-1) @ vx[:, :, w]  # (B,h,1,dh)
+            else:
+                y = y + local_attention(q2, kx, vx, valid, self.local_window)
         if want_weights:
             out.interests = interests.transpose(1, 2).reshape(b, -1, d)  # (B,k,d)
         y = self.proj(y.transpose(1, 2).reshape(b, y.shape[2], d))  # (B, N', d)

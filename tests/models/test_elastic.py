@@ -188,3 +188,29 @@ def test_intermediates_have_documented_shapes_and_stage1_rows_sum_to_one():
     # the last-position fast path gives the same scores as the full causal pass
     torch.testing.assert_close(logits[:, 1:], plain[:, 1:])
     assert torch.isinf(logits[:, 0]).all()
+
+
+@pytest.mark.parametrize("window,n", [(1, 5), (3, 10), (4, 16), (8, 5)])
+def test_local_window_attention_equals_banded_reference(window, n):
+    from elastic.models.elastic import local_attention, local_attention_reference
+
+    _, kx, vx, q2, _, valid = _dispatch_inputs(n=n)
+    got = local_attention(q2, kx, vx, valid, window)
+    want = local_attention_reference(q2, kx, vx, valid, window)
+    torch.testing.assert_close(got, want)
+
+
+def test_local_window_model_is_causal_padding_invariant_and_last_form_agrees():
+    model = _small_model(local_window=3)
+    seq = torch.tensor([[3, 7, 2, 1, 9, 12, 4, 5, 28]])
+    short, long = torch.nn.functional.pad(seq, (3, 0)), torch.nn.functional.pad(seq, (15, 0))
+    with torch.no_grad():
+        a = model(short)
+        full_pass, _ = model(long, return_intermediates=True)
+        torch.testing.assert_close(a[:, 1:], model(long)[:, 1:])
+        torch.testing.assert_close(a[:, 1:], full_pass[:, 1:])
+        changed = long.clone()
+        changed[0, -2:] = torch.tensor([11, 13])
+        context = torch.tensor([3])  # the query reads the first 3 items: no leak through it
+        h1, h2 = model.encode(long, context), model.encode(changed, context)
+        torch.testing.assert_close(h1[:, :-2], h2[:, :-2])
