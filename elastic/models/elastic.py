@@ -48,7 +48,7 @@ class ElasticConfig:
     chunk_size: int = 64  # C: causal form works in chunks of C tokens (cost ∝ N·C)
     context_max_frac: float = 0.5  # training: query context c ~ U{1..max(1, frac·len)}
     balance_weight: float = 0.01  # weight of the product-key load-balancing loss (0 = off)
-    local_window: int = 0  # w_l: tokens also attend to their w_l most recent items (0 = off)
+    local_window: int = 8  # w_l: tokens also attend to their w_l most recent items (0 = off)
 
     def __post_init__(self) -> None:
         n = math.isqrt(self.num_slots)
@@ -298,7 +298,10 @@ def causal_dispatch(dq, kx, vx, q2, log_gates, valid, cap: float, chunk: int):
     e = torch.exp(a - cap) * valid[:, None, :, None]  # (B,h,N,k), 0 at pads
     den = torch.cumsum(e, dim=2)  # (B,h,N,k): stage-1 softmax denominators
     pad = (-n) % chunk  # left-pad N to a multiple of C (pads have e = 0: no effect)
-    e_c, v_c, q_c, den_c = (F.pad(t, (0, 0, pad, 0)) for t in (e, vx, q2, den))
+    # contiguous either way, so the chunk views below reach bmm without a copy per product
+    e_c, v_c, q_c, den_c = (
+        F.pad(t, (0, 0, pad, 0)) if pad else t.contiguous() for t in (e, vx, q2, den)
+    )
     b, h, np_, k = e_c.shape
     nc = np_ // chunk
     e_c, den_c = e_c.view(b, h, nc, chunk, k), den_c.view(b, h, nc, chunk, k)
@@ -307,15 +310,15 @@ def causal_dispatch(dq, kx, vx, q2, log_gates, valid, cap: float, chunk: int):
     carry = torch.cumsum(chunk_kv, dim=2)
     carry = torch.cat([torch.zeros_like(carry[:, :, :1]), carry[:, :, :-1]], dim=2)  # exclusive
     tril = torch.ones(chunk, chunk, dtype=torch.bool, device=e.device).tril()  # [t, s]: s <= t
-    qv = (q_c @ v_c.transpose(-2, -1)).masked_fill(~tril, 0.0)  # (B,h,nc,C,C): q_t·v_s
+    qv = (q_c @ v_c.transpose(-2, -1)).masked_fill_(~tril, 0.0)  # (B,h,nc,C,C): q_t·v_s
     qnum = qv @ e_c + q_c @ carry.transpose(-2, -1)  # (B,h,nc,C,k): q_t·num_j(t)
     seen = den_c > 0  # False only before the first real token
     safe = torch.where(seen, den_c, 1.0)
     logits = qnum / safe / math.sqrt(vx.shape[-1]) + log_gates.to(work)[:, None, None, None, :]
     w2 = logits.softmax(-1)  # (B,h,nc,C,k)
     u = torch.where(seen, w2 / safe, 0.0)  # out_t = Σ_j u_tj num_j(t)
-    ue = (u @ e_c.transpose(-2, -1)).masked_fill(~tril, 0.0)  # (B,h,nc,C,C): Σ_j u_tj e_js
-    out = ue @ v_c + u @ carry  # (B,h,nc,C,dh)
+    ue = (u @ e_c.transpose(-2, -1)).masked_fill_(~tril, 0.0)  # (B,h,nc,C,C): Σ_j u_tj e_js
+    out = (ue @ v_c).add_(u @ carry)  # (B,h,nc,C,dh); in place: bmm's backward needs no output
     out = out.reshape(b, h, np_, -1)[:, :, pad:]
     return out.to(dtype), w2.reshape(b, h, np_, k)[:, :, pad:]
 
