@@ -1,6 +1,39 @@
-"""`python -m elastic data` — not built yet."""
+"""`python -m elastic data stats PATH`: what a dataset holds, as the library loads it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from elastic.data import load_dataset
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("data", help="not built yet")
-    p.set_defaults(run=lambda args: print("data: not built yet") or 1)
+    parser = subparsers.add_parser(
+        "data",
+        help="inspect a dataset",
+        description="Inspect a dataset the way training would load it.",
+    )
+    actions = parser.add_subparsers(dest="action", required=True)
+    stats = actions.add_parser(
+        "stats",
+        help="print a dataset's statistics",
+        description="Load a dataset and print its users, items, interactions and lengths.",
+    )
+    stats.add_argument(
+        "path", help='"synthetic", a MovieLens folder or .zip, a SASRec .txt, or a table'
+    )
+    stats.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    stats.set_defaults(run=run_stats)
+
+
+def run_stats(args: argparse.Namespace) -> int:
+    summary = load_dataset(args.path).stats()
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    width = max(len(key) for key in summary)
+    for key, value in summary.items():
+        shown = f"{value:.4g}" if isinstance(value, float) else value
+        print(f"{key:<{width}}  {shown}")
+    return 0

@@ -1,0 +1,209 @@
+"""Accuracy on MovieLens-1M: popularity, SASRec (full CE) and ELASTIC, one protocol.
+
+    python benchmarks/ml1m.py                          # all three, hours on a 2-core CPU
+    python benchmarks/ml1m.py --models sasrec --device cuda --epochs 200
+    python benchmarks/ml1m.py --resume                 # continue after an interruption
+    python benchmarks/ml1m.py --epochs 1 --max-users 300 --results-dir /tmp/smoke  # smoke test
+
+Protocol (the one of the published full-ranking figures in ../shared/data/ml-1m/README.md):
+leave-one-out (last item test, second-to-last validation), all items ranked, each user's
+history filtered out, the most recent 200 items read, the epoch with the best validation
+NDCG@10 kept (early stopping) and evaluated once on the test items. Both models share width,
+depth, heads, dropout, optimizer and batch size; only the sequence mixer differs.
+
+Writes `ml1m.json` and `ml1m.md` (our figures beside the published ones) to --results-dir.
+Checkpoints go to --runs-dir after every epoch, so --resume loses at most one epoch. The data is
+licensed: it is read where it lies and never copied into the repository.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from elastic.checkpoint import META_FILE  # noqa: E402
+from elastic.data import EvalLoader, InteractionData, leave_one_out, load_dataset  # noqa: E402
+from elastic.device import describe_device, pick_device  # noqa: E402
+from elastic.evaluate import METRIC_NAMES, PopularityScorer, evaluate  # noqa: E402
+from elastic.models import build_model  # noqa: E402
+from elastic.train import EpochEnd, TrainConfig, Trainer, seed_everything  # noqa: E402
+
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "ml-1m" / "ml-1m.txt"
+MAX_LEN = 200
+# SASRec+'s setting (Klenitskiy & Vasilev 2023): d=64, 2 blocks, dropout 0.2, lr 1e-3, batch 128
+MODEL = {"max_len": MAX_LEN, "d_model": 64, "num_layers": 2, "num_heads": 2, "dropout": 0.2,
+         "num_interests": 8, "num_slots": 256}
+# ../shared/data/ml-1m/README.md: full ranking on this very file (3,416 items)
+PUBLISHED = [
+    ("SASRec, BCE loss, 1 negative", 0.2500, 0.1341),
+    ("BERT4Rec", 0.2843, 0.1537),
+    ("SASRec+, full cross-entropy", 0.3152, 0.1821),
+    ("SASRec+, CE with 3,000 negatives", 0.3159, 0.1857),
+]
+PUBLISHED_SOURCE = "Klenitskiy & Vasilev, RecSys 2023"
+COLUMNS = ("HR@10", "NDCG@10", "HR@20", "NDCG@20", "MRR")  # the published pair first
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", default=str(DEFAULT_DATA), help="the ml-1m.txt file")
+    parser.add_argument("--models", default="popularity,sasrec,elastic",
+                        help="comma-separated subset of popularity,sasrec,elastic")
+    parser.add_argument("--epochs", type=int, default=200, help="maximum epochs per model")
+    parser.add_argument("--patience", type=int, default=10,
+                        help="validations without a better NDCG@10 before stopping")
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (1 was fastest on the shared 2-core machine)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-users", type=int, help="only the first N users (smoke tests)")
+    parser.add_argument("--results-dir", default=str(ROOT / "benchmarks" / "results"))
+    parser.add_argument("--runs-dir", default=str(ROOT / "runs" / "ml1m"),
+                        help="checkpoints, one folder per model")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the models whose checkpoints are in --runs-dir")
+    return parser.parse_args(argv)
+
+
+def first_users(data: InteractionData, count: int) -> InteractionData:
+    """The first `count` users, the catalogue unchanged (a smaller run of the same protocol)."""
+    return InteractionData(
+        name=f"{data.name}-first{count}",
+        sequences=data.sequences[:count],
+        num_items=data.num_items,
+        user_ids=data.user_ids[:count],
+        item_ids=data.item_ids,
+        source=data.source,
+    )
+
+
+def train_one(name: str, data: InteractionData, split, args, device) -> dict:
+    seed_everything(args.seed)
+    model = build_model(name, num_items=data.num_items, **MODEL)
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch, lr=args.lr,
+                         max_len=MAX_LEN, seed=args.seed, device=str(device), loss="full",
+                         patience=args.patience, num_threads=args.threads)
+    checkpoint_dir = Path(args.runs_dir) / name
+    trainer = Trainer(model, split, config, data=data, data_spec=args.data,
+                      checkpoint_dir=checkpoint_dir)
+    if (checkpoint_dir / META_FILE).is_file():
+        if args.resume:
+            trainer.resume(checkpoint_dir)
+            print(f"{name}: resumed after epoch {trainer.epochs_done}", flush=True)
+        else:
+            print(f"{name}: starting afresh; the first epoch replaces the checkpoint in "
+                  f"{checkpoint_dir} (--resume continues it instead)", flush=True)
+
+    def report(event: EpochEnd) -> None:
+        valid = event.valid or {}
+        print(f"{name} epoch {event.epoch}: loss {event.train_loss:.4f} "
+              f"valid NDCG@10 {valid.get('NDCG@10', float('nan')):.4f} "
+              f"HR@10 {valid.get('HR@10', float('nan')):.4f} "
+              f"({event.seconds:.0f} s{', best' if event.improved else ''})", flush=True)
+
+    trainer.add_callback("on_epoch_end", report)
+    result = trainer.fit()
+    return {
+        **result["test"],
+        "valid": result["valid"],
+        "best_epoch": result["best_epoch"],
+        "epochs_run": result["epochs"],
+        "early_stopped": result["early_stopped"],
+        "parameters": model.num_parameters(),
+        "config": model.config_dict(),
+        "seconds": result["seconds"],
+    }
+
+
+def markdown(report: dict) -> str:
+    rows = [f"| model | {' | '.join(COLUMNS)} | best epoch | train s | source |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for name in ("popularity", "sasrec", "elastic"):
+        if name not in report:
+            continue
+        m = report[name]
+        cells = " | ".join(f"{m[key]:.4f}" for key in COLUMNS)
+        epoch = m.get("best_epoch", "–")
+        seconds = f"{report['seconds'][name]:.0f}"
+        rows.append(f"| {name} (ours) | {cells} | {epoch} | {seconds} | this run |")
+    for label, hr, ndcg in PUBLISHED:
+        rows.append(f"| {label} | {hr:.4f} | {ndcg:.4f} | – | – | – | – | – | "
+                    f"{PUBLISHED_SOURCE} |")
+    return "\n".join([
+        "# MovieLens-1M, full ranking",
+        "",
+        f"Protocol: {report['protocol']}",
+        "",
+        f"Device: {report['device']}; date {report['date']}; at most {report['epochs']} epochs "
+        f"per model; {report['users']} users, {report['items']} items.",
+        "",
+        *rows,
+        "",
+        "Published rows are copied from ../shared/data/ml-1m/README.md (same file, same "
+        "protocol). Figures with 100 sampled negatives are a different protocol and are not "
+        "comparable.",
+        "",
+    ])
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    unknown = set(models) - {"popularity", "sasrec", "elastic"}
+    if unknown:
+        raise SystemExit(f"unknown models {sorted(unknown)}; choose from popularity,sasrec,elastic")
+    device = pick_device(args.device)
+    data = load_dataset(args.data)
+    if args.max_users:
+        data = first_users(data, args.max_users)
+    split = leave_one_out(data)
+    report: dict = {
+        "protocol": (
+            "leave-one-out (last item test, second-to-last validation); full ranking over all "
+            f"{data.num_items} items with each user's history filtered out (a repeated target "
+            f"stays a candidate; ties count for the target); the most recent {MAX_LEN} items; "
+            f"full-softmax CE; best epoch on validation NDCG@10 (patience {args.patience})"
+        ),
+        "epochs": args.epochs,
+        "device": describe_device(device) if device.type != "cpu"
+        else f"cpu ({args.threads} thread{'s' if args.threads > 1 else ''})",
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "users": data.num_users,
+        "items": data.num_items,
+        "load_average": os.getloadavg(),
+        "seconds": {},
+    }
+    for name in models:
+        started = time.perf_counter()
+        if name == "popularity":
+            scorer = PopularityScorer(split)
+            report[name] = evaluate(scorer, EvalLoader(split, "test", MAX_LEN))
+            report["seconds"][name] = time.perf_counter() - started
+        else:
+            report[name] = train_one(name, data, split, args, device)
+            report["seconds"][name] = report[name]["seconds"]
+        print(f"{name}: test " + ", ".join(f"{k} {report[name][k]:.4f}" for k in METRIC_NAMES),
+              flush=True)
+    results = Path(args.results_dir)
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "ml1m.json").write_text(json.dumps(report, indent=2))
+    (results / "ml1m.md").write_text(markdown(report))
+    print(f"wrote {results / 'ml1m.json'} and {results / 'ml1m.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except (ValueError, FileNotFoundError) as err:  # bad path, other data in --runs-dir: a sentence
+        sys.exit(f"error: {err}")

@@ -1,0 +1,151 @@
+"""Checkpoints: round trip, atomic replacement, recovery, and refusal of other data."""
+
+import os
+
+import pytest
+import torch
+
+from elastic import checkpoint as ckpt
+from elastic.checkpoint import (
+    CheckpointError,
+    load_model,
+    read_checkpoint,
+    resolve_checkpoint,
+    save_checkpoint,
+)
+from elastic.data import SyntheticConfig, leave_one_out, make_synthetic
+from elastic.models import build_model
+from elastic.train import TrainConfig, Trainer
+
+TINY = {
+    "num_items": 30,
+    "max_len": 12,
+    "d_model": 16,
+    "num_layers": 1,
+    "num_heads": 2,
+    "num_interests": 4,
+    "num_slots": 16,
+}
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: one thread beats two on a shared 2-core machine by several times."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+
+def _model(name="elastic", seed=0):
+    torch.manual_seed(seed)
+    return build_model(name, **TINY).eval()
+
+
+@pytest.mark.parametrize("name", ["elastic", "sasrec"])
+def test_round_trip_gives_equal_outputs(tmp_path, name):
+    model = _model(name)
+    ids = torch.randint(0, 31, (3, 12))
+    save_checkpoint(
+        tmp_path / "ck",
+        model,
+        dataset={"fingerprint": "abc", "spec": "synthetic"},
+        metrics={"test": {"HR@10": 0.5}},
+    )
+    loaded, meta = load_model(tmp_path / "ck")
+    assert not loaded.training
+    torch.testing.assert_close(loaded(ids), model(ids), rtol=0, atol=0)
+    assert meta["model"] == name and meta["config"] == model.config_dict()
+    assert meta["dataset"]["fingerprint"] == "abc"
+    assert meta["metrics"]["test"]["HR@10"] == 0.5
+    assert sorted(os.listdir(tmp_path)) == ["ck"]  # no staging folder left behind
+
+
+def test_best_and_last_weights_are_kept_apart_and_optimizer_loads_weights_only(tmp_path):
+    model = _model()
+    best = {k: v.clone() for k, v in model.state_dict().items()}
+    optimizer = torch.optim.AdamW(model.parameters())
+    model(torch.randint(1, 31, (2, 12))).logsumexp(-1).sum().backward()
+    optimizer.step()
+    save_checkpoint(tmp_path / "ck", model, best_state=best, optimizer_state=optimizer.state_dict())
+    state = torch.load(tmp_path / "ck" / "optimizer.pt", weights_only=True)
+    assert state["state"]  # Adam moments are there
+    loaded = read_checkpoint(tmp_path / "ck", with_train_state=True)
+    key = "embedding.items.weight"
+    assert torch.equal(loaded.best_weights[key], best[key])
+    assert torch.equal(loaded.last_weights[key], model.state_dict()[key])
+    assert not torch.equal(best[key], model.state_dict()[key])
+
+
+def test_save_replaces_a_checkpoint_but_never_another_folder(tmp_path):
+    save_checkpoint(tmp_path / "ck", _model(seed=0))
+    save_checkpoint(tmp_path / "ck", _model(seed=1))
+    loaded, _ = load_model(tmp_path / "ck")
+    torch.testing.assert_close(loaded.state_dict(), _model(seed=1).state_dict())
+    assert sorted(os.listdir(tmp_path)) == ["ck"]
+    precious = tmp_path / "notes"
+    precious.mkdir()
+    (precious / "thesis.txt").write_text("do not delete")
+    with pytest.raises(CheckpointError, match="not a checkpoint"):
+        save_checkpoint(precious, _model())
+    assert (precious / "thesis.txt").exists()
+
+
+def test_a_crash_while_saving_leaves_the_old_checkpoint(tmp_path, monkeypatch):
+    save_checkpoint(tmp_path / "ck", _model(seed=0))
+
+    def disk_full(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ckpt, "save_file", disk_full)
+    with pytest.raises(OSError):
+        save_checkpoint(tmp_path / "ck", _model(seed=1))
+    monkeypatch.undo()
+    loaded, _ = load_model(tmp_path / "ck")
+    torch.testing.assert_close(loaded.state_dict(), _model(seed=0).state_dict())
+    assert sorted(os.listdir(tmp_path)) == ["ck"]
+
+
+def test_a_crash_between_the_two_renames_is_recovered(tmp_path):
+    save_checkpoint(tmp_path / "ck", _model(seed=0))
+    os.replace(tmp_path / "ck", tmp_path / ".ck.old-1234abcd")  # the new copy never arrived
+    assert resolve_checkpoint(tmp_path / "ck") == tmp_path / ".ck.old-1234abcd"
+    loaded, _ = load_model(tmp_path / "ck")
+    torch.testing.assert_close(loaded.state_dict(), _model(seed=0).state_dict())
+
+
+def test_missing_or_foreign_folders_say_so(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_model(tmp_path / "nowhere")
+    with pytest.raises(CheckpointError, match="holds no checkpoint"):
+        load_model(tmp_path)
+
+
+def test_a_run_folder_resolves_to_its_checkpoint_subfolder(tmp_path):
+    save_checkpoint(tmp_path / "run" / "checkpoint", _model())
+    assert resolve_checkpoint(tmp_path / "run") == tmp_path / "run" / "checkpoint"
+
+
+def test_resume_on_other_data_is_refused_with_a_clear_error(tmp_path):
+    small = SyntheticConfig(
+        num_users=30, num_items=30, num_interests=3, min_seq_len=6, max_seq_len=10
+    )
+    data = make_synthetic(small)
+    other = make_synthetic(SyntheticConfig(**{**small.__dict__, "seed": 7}))
+    config = TrainConfig(epochs=1, batch_size=16, device="cpu", max_len=12)
+    trainer = Trainer(
+        _model(),
+        leave_one_out(data),
+        config,
+        data=data,
+        data_spec="synthetic",
+        checkpoint_dir=tmp_path / "ck",
+    )
+    trainer.fit()
+    again = Trainer(_model(), leave_one_out(other), config, data=other, data_spec="synthetic")
+    with pytest.raises(CheckpointError, match="trained on other data") as err:
+        again.resume(tmp_path / "ck")
+    assert "use the same data" in str(err.value)
+    wrong_model = Trainer(_model("sasrec"), leave_one_out(data), config, data=data)
+    with pytest.raises(CheckpointError, match="holds a elastic model"):
+        wrong_model.resume(tmp_path / "ck")

@@ -1,0 +1,231 @@
+"""Full-ranking metrics against hand-computed values; popularity; interest recovery."""
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from elastic.data import (
+    EvalLoader,
+    InteractionData,
+    SyntheticConfig,
+    leave_one_out,
+    make_synthetic,
+)
+from elastic.evaluate import (
+    PopularityScorer,
+    evaluate,
+    interest_recovery,
+    metrics_from_ranks,
+    target_ranks,
+)
+from elastic.models import build_model
+
+NEG = float("-inf")
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: one thread beats two on a shared 2-core machine by several times."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+
+def _dataset(sequences, num_items):
+    return InteractionData(
+        name="tiny",
+        sequences=[np.array(s) for s in sequences],
+        num_items=num_items,
+        user_ids=list(range(len(sequences))),
+        item_ids=[None, *range(1, num_items + 1)],
+    )
+
+
+def _scores_with_target_at_rank(rank, num_items=30, target=5):
+    """Scores (|I|+1,) where exactly rank-1 items beat `target`."""
+    scores = torch.zeros(num_items + 1)
+    scores[0] = NEG
+    others = [i for i in range(1, num_items + 1) if i != target]
+    scores[target] = 0.5
+    for i in others[: rank - 1]:
+        scores[i] = 1.0
+    return scores
+
+
+def test_ranks_1st_3rd_15th_give_hand_computed_metrics():
+    scores = torch.stack([_scores_with_target_at_rank(r) for r in (1, 3, 15)])
+    ranks = target_ranks(scores, torch.tensor([5, 5, 5]))
+    assert ranks.tolist() == [1, 3, 15]
+    metrics = metrics_from_ranks(ranks)
+    expected = {
+        "HR@10": 2 / 3,
+        "HR@20": 1.0,
+        "NDCG@10": (1 + 1 / math.log2(4) + 0) / 3,  # = 0.5
+        "NDCG@20": (1 + 0.5 + 1 / math.log2(16)) / 3,  # rank 15 gives 0.25
+        "MRR": (1 + 1 / 3 + 1 / 15) / 3,
+    }
+    assert metrics == pytest.approx(expected)
+    assert metrics["NDCG@10"] == pytest.approx(0.5)
+
+
+def test_filtered_history_moves_the_target_up():
+    scores = _scores_with_target_at_rank(3).unsqueeze(0)  # items 1 and 2 beat target 5
+    assert target_ranks(scores, torch.tensor([5])).item() == 3
+    seen_rows, seen_items = torch.tensor([0, 0]), torch.tensor([1, 2])
+    assert target_ranks(scores, torch.tensor([5]), seen_rows, seen_items).item() == 1
+    seen_rows, seen_items = torch.tensor([0]), torch.tensor([2])
+    assert target_ranks(scores, torch.tensor([5]), seen_rows, seen_items).item() == 2
+
+
+def test_ties_count_for_the_target_and_padding_is_never_a_candidate():
+    scores = torch.tensor([[100.0, 0.3, 0.3, 0.3, 0.9]])  # padding column "scores" highest
+    assert target_ranks(scores, torch.tensor([2])).item() == 2  # only item 4 is strictly above
+
+
+def test_a_repeated_target_stays_a_candidate():
+    scores = _scores_with_target_at_rank(2).unsqueeze(0)
+    rank = target_ranks(scores, torch.tensor([5]), torch.tensor([0]), torch.tensor([5]))
+    assert rank.item() == 2
+
+
+def test_nan_scores_never_help():
+    scores = torch.zeros(1, 11)
+    scores[0, 3] = float("nan")
+    assert target_ranks(scores, torch.tensor([3])).item() == 10  # last of the 10 items
+    scores = torch.full((1, 11), float("nan"))
+    assert target_ranks(scores, torch.tensor([3])).item() == 10
+
+
+class _ById(nn.Module):
+    """Scores item i as -i (item 1 best) and remembers the mode it was called in."""
+
+    def __init__(self, num_items):
+        super().__init__()
+        self.anchor = nn.Parameter(torch.zeros(1))
+        self.num_items = num_items
+        self.modes = []
+
+    def forward(self, history_ids):
+        self.modes.append(self.training)
+        scores = -torch.arange(self.num_items + 1, dtype=torch.float32)
+        return scores.expand(history_ids.shape[0], -1).clone()
+
+
+def test_evaluate_filters_each_users_history_end_to_end():
+    # user A: valid 2 after [5, 1] -> rank 1; test 3 after [5, 1, 2] -> rank 1 (1, 2 filtered)
+    # user B: valid 3 after [1, 2] -> rank 1; test 20 after [1, 2, 3] -> 1 + 16 = rank 17
+    split = leave_one_out(_dataset([[5, 1, 2, 3], [1, 2, 3, 20]], num_items=30))
+    scorer = _ById(30)
+    scorer.train()
+    test = evaluate(scorer, EvalLoader(split, "test", max_len=4, batch_size=1))
+    assert test["users"] == 2
+    assert test == pytest.approx(
+        {
+            "HR@10": 0.5,
+            "HR@20": 1.0,
+            "NDCG@10": 0.5,
+            "NDCG@20": (1 + 1 / math.log2(18)) / 2,
+            "MRR": (1 + 1 / 17) / 2,
+            "users": 2,
+        }
+    )
+    valid = evaluate(scorer, EvalLoader(split, "valid", max_len=4))
+    assert valid["MRR"] == 1.0
+    assert scorer.modes == [False, False, False] and scorer.training  # eval inside, restored
+
+
+def test_popularity_counts_training_items_and_breaks_ties():
+    # train parts: [1, 2, 2], [2, 3, 1], [4] -> counts 1:2, 2:3, 3:1, 4:1, 5:0
+    split = leave_one_out(_dataset([[1, 2, 2, 5, 3], [2, 3, 1, 4, 5], [4, 1, 2]], num_items=5))
+    scorer = PopularityScorer(split)
+    scores = scorer(torch.zeros(2, 3, dtype=torch.long))
+    assert scores.shape == (2, 6) and torch.equal(scores[0], scores[1])
+    assert scores[0, 0] == NEG
+    assert scores[0, 1:].floor().tolist() == [2, 3, 1, 1, 0]
+    assert len(set(scores[0, 1:].tolist())) == 5  # no two items tie
+    # tests: user 0 target 3 after {1,2,5}: only 4 (count 1) can beat it -> rank 1 or 2
+    ranks = target_ranks(
+        scores[:1], torch.tensor([3]), torch.tensor([0, 0, 0]), torch.tensor([1, 2, 5])
+    )
+    assert ranks.item() in (1, 2)
+    metrics = evaluate(scorer, EvalLoader(split, "test", max_len=5))
+    assert metrics["HR@10"] == 1.0  # five items: every target is in the top 10
+
+
+def _planted_intermediates(history_ids, item_interest, k):
+    """What a perfect model would return: each item on the dispatcher whose slot is its interest,
+    the user's dominant interest as top slot."""
+    b, n = history_ids.shape
+    slot_ids = torch.zeros(b, k, dtype=torch.long)
+    stage1 = torch.zeros(b, 1, 1, k, n)
+    for row in range(b):
+        interests = item_interest[history_ids[row]]
+        real = history_ids[row] != 0
+        dominant = int(np.bincount(interests[real.numpy()]).argmax())
+        order = [dominant] + [g for g in range(k) if g != dominant]
+        slot_ids[row] = torch.tensor(order)
+        for pos in np.flatnonzero(real.numpy()):
+            stage1[row, 0, 0, order.index(int(interests[pos])), pos] = 1.0
+    return SimpleNamespace(stage1_weights=stage1, slot_ids=slot_ids)
+
+
+class _Planted(nn.Module):
+    def __init__(self, item_interest, k, max_len):
+        super().__init__()
+        self.anchor = nn.Parameter(torch.zeros(1))
+        self.item_interest = item_interest
+        self.k = k
+        self.config = SimpleNamespace(max_len=max_len)
+
+    def forward(self, history_ids, return_intermediates=False):
+        logits = torch.zeros(history_ids.shape[0], len(self.item_interest))
+        return logits, _planted_intermediates(history_ids, self.item_interest, self.k)
+
+
+@pytest.fixture(scope="module")
+def tiny_synthetic():
+    return make_synthetic(
+        SyntheticConfig(
+            num_users=40, num_items=40, num_interests=4, min_seq_len=8, max_seq_len=14, seed=1
+        )
+    )
+
+
+def test_interest_recovery_is_one_for_a_model_that_recovers_the_planted_interests(
+    tiny_synthetic,
+):
+    data = tiny_synthetic
+    model = _Planted(data.truth.item_interest, k=4, max_len=16)
+    result = interest_recovery(model, data, leave_one_out(data), max_users=25, batch_size=8)
+    assert result["users"] == 25
+    assert result["dispatcher_nmi"] == pytest.approx(1.0)
+    assert result["dispatcher_nmi_per_user"] == pytest.approx(1.0)
+    assert result["slot_nmi"] == pytest.approx(1.0)
+    assert result["dispatcher_nmi_chance"] < 0.5
+    assert result["slot_nmi_chance"] < 1.0
+
+
+def test_interest_recovery_runs_on_elastic_and_refuses_data_without_truth(tiny_synthetic):
+    torch.manual_seed(0)
+    data = tiny_synthetic
+    model = build_model(
+        "elastic",
+        num_items=data.num_items,
+        max_len=16,
+        d_model=16,
+        num_layers=1,
+        num_interests=4,
+        num_slots=16,
+    )
+    result = interest_recovery(model, data, leave_one_out(data))
+    assert result["users"] == data.num_users
+    for key in ("dispatcher_nmi", "dispatcher_nmi_per_user", "slot_nmi"):
+        assert 0.0 <= result[key] <= 1.0
+    plain = _dataset(data.sequences, data.num_items)
+    with pytest.raises(ValueError, match="planted interests"):
+        interest_recovery(model, plain, leave_one_out(plain))
