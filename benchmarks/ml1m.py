@@ -156,6 +156,21 @@ def markdown(report: dict) -> str:
     ])
 
 
+def merge_previous(path: Path, report: dict, models: list[str]) -> dict:
+    """Keep the models of an earlier run on the same protocol that this run did not train, so
+    models can be trained in separate processes (one per core) and land in one table."""
+    if not path.is_file():
+        return report
+    previous = json.loads(path.read_text())
+    if previous.get("protocol") != report["protocol"]:
+        return report
+    for name in ("popularity", "sasrec", "elastic"):
+        if name in previous and name not in models:
+            report[name] = previous[name]
+            report["seconds"][name] = previous["seconds"][name]
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
@@ -196,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
     results = Path(args.results_dir)
     results.mkdir(parents=True, exist_ok=True)
+    report = merge_previous(results / "ml1m.json", report, models)
     (results / "ml1m.json").write_text(json.dumps(report, indent=2))
     (results / "ml1m.md").write_text(markdown(report))
     print(f"wrote {results / 'ml1m.json'} and {results / 'ml1m.md'}")
