@@ -48,6 +48,7 @@ class ElasticConfig:
     chunk_size: int = 64  # C: causal form works in chunks of C tokens (cost ∝ N·C)
     context_max_frac: float = 0.5  # training: query context c ~ U{1..max(1, frac·len)}
     balance_weight: float = 0.01  # weight of the product-key load-balancing loss (0 = off)
+    stream_segment: int = 256  # inference streams the history in segments of this many tokens
     local_window: int = 8  # w_l: tokens also attend to their w_l most recent items (0 = off)
 
     def __post_init__(self) -> None:
@@ -99,15 +100,25 @@ def _left_pad_to_multiple(x: torch.Tensor, mask: torch.Tensor, m: int):
 class WindowSelfAttention(nn.Module):
     """Multi-head self-attention inside non-overlapping windows of w tokens: O(N·w·d)."""
 
-    def __init__(self, d: int, heads: int, window: int) -> None:
+    def __init__(self, d: int, heads: int, window: int, segment: int) -> None:
         super().__init__()
         self.h, self.w = heads, window
+        self.segment = window * max(1, segment // window)  # inference: windows per slice
         self.norm = nn.LayerNorm(d)
         self.qkv = nn.Linear(d, 3 * d)
         self.proj = nn.Linear(d, d)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         x, mask = _left_pad_to_multiple(x, mask, self.w)
+        segment = self.segment
+        if torch.is_grad_enabled() or x.shape[1] <= segment:
+            return self._attend(x, mask), mask
+        # inference: windows are independent, so attend a few at a time (O(segment) memory)
+        parts = [self._attend(x[:, s : s + segment], mask[:, s : s + segment])
+                 for s in range(0, x.shape[1], segment)]
+        return torch.cat(parts, 1), mask
+
+    def _attend(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         b, n, d = x.shape
         nw, dh = n // self.w, d // self.h
         q, k, v = self.qkv(self.norm(x)).split(d, dim=-1)
@@ -117,8 +128,7 @@ class WindowSelfAttention(nn.Module):
         scores = (q @ k.transpose(-2, -1)) / math.sqrt(dh)  # (B·nw, h, w, w)
         scores = scores.masked_fill(~keys, torch.finfo(scores.dtype).min)
         y = (scores.softmax(-1) @ v).transpose(1, 2).reshape(b, n, d)
-        x = (x + self.proj(y)) * mask.unsqueeze(-1)
-        return x, mask
+        return (x + self.proj(y)) * mask.unsqueeze(-1)
 
 
 class LinearPool(nn.Module):
@@ -158,7 +168,8 @@ class HierarchicalQueryNetwork(nn.Module):
         while n > w:
             n, levels = math.ceil(n / p), levels + 1
         self.attn = nn.ModuleList(
-            WindowSelfAttention(d, config.num_heads, w) for _ in range(levels + 1)
+            WindowSelfAttention(d, config.num_heads, w, config.stream_segment)
+            for _ in range(levels + 1)
         )
         self.pools = nn.ModuleList(LinearPool(p) for _ in range(levels))
         self.read_token = nn.Parameter(torch.randn(d) * d**-0.5)
@@ -273,7 +284,7 @@ def _stage1_logits(dq: torch.Tensor, kx: torch.Tensor, cap: float) -> torch.Tens
     return cap * torch.tanh(s / cap)
 
 
-def causal_dispatch(dq, kx, vx, q2, log_gates, valid, cap: float, chunk: int):
+def causal_dispatch(dq, kx, vx, q2, log_gates, valid, cap: float, chunk: int, state=None):
     """Causal linear dispatcher attention in O(N·k·dh + N·C·(dh + k)) time and memory.
 
     Position t: interest_j(t) = num_j(t) / den_j(t), with num_j(t) = Σ_{s<=t} e_js v_s and
@@ -287,7 +298,9 @@ def causal_dispatch(dq, kx, vx, q2, log_gates, valid, cap: float, chunk: int):
 
     Stability: logits are soft-capped to (-cap, cap), so e = exp(a - cap) lies in
     (e^{-2cap}, 1]: no overflow, and for cap = 30 no underflow in float32.
-    Returns out (B,h,N,dh) and stage-2 weights w2 (B,h,N,k).
+    `state` = (num (B,h,k,dh), den (B,h,k)) summarises the tokens before this segment, so a
+    long history can be streamed segment by segment (inference in O(segment) memory).
+    Returns out (B,h,N,dh), stage-2 weights w2 (B,h,N,k), and the state after the segment.
     """
     dtype = vx.dtype
     work = torch.promote_types(dtype, torch.float32)  # never scan in half precision
@@ -297,6 +310,8 @@ def causal_dispatch(dq, kx, vx, q2, log_gates, valid, cap: float, chunk: int):
     a = _stage1_logits(dq, kx, cap).transpose(-2, -1)  # (B,h,N,k)
     e = torch.exp(a - cap) * valid[:, None, :, None]  # (B,h,N,k), 0 at pads
     den = torch.cumsum(e, dim=2)  # (B,h,N,k): stage-1 softmax denominators
+    if state is not None:
+        den = den + state[1].to(work)[:, :, None, :]
     pad = (-n) % chunk  # left-pad N to a multiple of C (pads have e = 0: no effect)
     # contiguous either way, so the chunk views below reach bmm without a copy per product
     e_c, v_c, q_c, den_c = (
@@ -308,7 +323,11 @@ def causal_dispatch(dq, kx, vx, q2, log_gates, valid, cap: float, chunk: int):
     v_c, q_c = v_c.view(b, h, nc, chunk, -1), q_c.view(b, h, nc, chunk, -1)  # (B,h,nc,C,dh)
     chunk_kv = e_c.transpose(-2, -1) @ v_c  # (B,h,nc,k,dh): Σ_{s in chunk} e_js v_s
     carry = torch.cumsum(chunk_kv, dim=2)
+    num_after = carry[:, :, -1]  # (B,h,k,dh): Σ over the whole segment
     carry = torch.cat([torch.zeros_like(carry[:, :, :1]), carry[:, :, :-1]], dim=2)  # exclusive
+    if state is not None:
+        carry = carry + state[0].to(work)[:, :, None]
+        num_after = num_after + state[0].to(work)
     tril = torch.ones(chunk, chunk, dtype=torch.bool, device=e.device).tril()  # [t, s]: s <= t
     qv = (q_c @ v_c.transpose(-2, -1)).masked_fill_(~tril, 0.0)  # (B,h,nc,C,C): q_t·v_s
     qnum = qv @ e_c + q_c @ carry.transpose(-2, -1)  # (B,h,nc,C,k): q_t·num_j(t)
@@ -320,7 +339,7 @@ def causal_dispatch(dq, kx, vx, q2, log_gates, valid, cap: float, chunk: int):
     ue = (u @ e_c.transpose(-2, -1)).masked_fill_(~tril, 0.0)  # (B,h,nc,C,C): Σ_j u_tj e_js
     out = (ue @ v_c).add_(u @ carry)  # (B,h,nc,C,dh); in place: bmm's backward needs no output
     out = out.reshape(b, h, np_, -1)[:, :, pad:]
-    return out.to(dtype), w2.reshape(b, h, np_, k)[:, :, pad:]
+    return out.to(dtype), w2.reshape(b, h, np_, k)[:, :, pad:], (num_after, den[:, :, -1])
 
 
 def causal_dispatch_reference(dq, kx, vx, q2, log_gates, valid, cap: float):
@@ -469,7 +488,7 @@ class LinearDispatcherAttention(nn.Module):
         dq = self._heads(self.dispatcher_q(dispatchers))  # (B,h,k,dh)
         out = LayerOutput(hidden=x)
         if form == "causal":
-            y, w2 = causal_dispatch(dq, kx, vx, q2, log_gates, valid, self.cap, self.chunk)
+            y, w2, _ = causal_dispatch(dq, kx, vx, q2, log_gates, valid, self.cap, self.chunk)
             if want_weights:
                 _, out.stage1, _, interests = full_dispatch(
                     dq, kx, vx, q2[:, :, -1:], log_gates, valid, self.cap
@@ -494,6 +513,35 @@ class LinearDispatcherAttention(nn.Module):
         y = self.proj(y.transpose(1, 2).reshape(b, y.shape[2], d))  # (B, N', d)
         x = x + self.dropout(y)
         out.hidden = x + self.ffn(self.norm2(x))
+        return out
+
+
+    @torch.no_grad()
+    def stream(self, x, dispatchers, log_gates, valid, segment: int) -> torch.Tensor:
+        """Inference in the causal form, `segment` tokens at a time: the stage-1 state
+        (num, den) and the last w keys/values of the local window carry across segments, so
+        activation memory is O(B·segment·d) whatever N is. Equals `forward(form="causal")`."""
+        b, n, d = x.shape
+        out = torch.empty_like(x)
+        dq = self._heads(self.dispatcher_q(dispatchers))
+        state, tail = None, None  # tail: (k, v, valid) of the last w tokens seen
+        for s0 in range(0, n, segment):
+            xs, vs = x[:, s0 : s0 + segment], valid[:, s0 : s0 + segment]
+            kx, vx, q2 = (self._heads(t) for t in self.token_kvq(self.norm1(xs)).split(d, -1))
+            y, _, state = causal_dispatch(dq, kx, vx, q2, log_gates, vs, self.cap, self.chunk,
+                                          state)
+            if self.local_window:
+                if tail is None:
+                    tail = (kx[:, :, :0], vx[:, :, :0], vs[:, :0])
+                kk, vv = torch.cat([tail[0], kx], 2), torch.cat([tail[1], vx], 2)
+                mm = torch.cat([tail[2], vs], 1)
+                qq = F.pad(q2, (0, 0, kk.shape[2] - q2.shape[2], 0))  # no queries for the tail
+                y = y + local_attention(qq, kk, vv, mm, self.local_window)[:, :, -q2.shape[2]:]
+                w = self.local_window
+                tail = (kk[:, :, -w:], vv[:, :, -w:], mm[:, -w:])
+            y = self.proj(y.transpose(1, 2).reshape(b, -1, d))
+            xs = xs + y
+            out[:, s0 : s0 + segment] = xs + self.ffn(self.norm2(xs))
         return out
 
 
@@ -538,6 +586,15 @@ class ElasticModel(SequentialRecommender):
             outputs.append(o)
         return self.final_norm(x), outputs
 
+    def _stream_layers(self, x, retrieval, valid) -> torch.Tensor:
+        """Inference: layers 1..L-1 streamed segment by segment, the last one for the last
+        position only (its stage 1 is one pass over the history)."""
+        log_gates = retrieval.gates.clamp_min(1e-9).log()
+        for layer in self.layers[:-1]:
+            x = layer.stream(x, retrieval.dispatchers, log_gates, valid, self.config.stream_segment)
+        x = self.layers[-1](x, retrieval.dispatchers, log_gates, valid, "last").hidden
+        return self.final_norm(x)
+
     def encode(self, item_ids: torch.Tensor, context_len: torch.Tensor | None = None):
         """Causal hidden states (B, N, d). The query reads the first `context_len` real items
         (default: the whole history)."""
@@ -554,7 +611,10 @@ class ElasticModel(SequentialRecommender):
         x = self.embedding(item_ids)
         valid = item_ids != PAD
         if not return_intermediates:
-            hidden, _ = self._run_layers(x, retrieval, valid, "last", False)
+            if torch.is_grad_enabled() or self.training:
+                hidden, _ = self._run_layers(x, retrieval, valid, "last", False)
+            else:
+                hidden = self._stream_layers(x, retrieval, valid)
             return self.scores(hidden[:, -1])
         hidden, outs = self._run_layers(x, retrieval, valid, "causal", True)
         inter = ElasticIntermediates(

@@ -47,11 +47,15 @@ class CausalSelfAttention(nn.Module):
         q, k, v = self.qkv(x).split(d, dim=-1)
         q, k, v = (t.view(b, n, self.h, d // self.h).transpose(1, 2) for t in (q, k, v))
         # (B, h, N, dh). Position t sees keys s <= t that are not padding.
+        p = self.dropout if self.training else 0.0
+        if self.attention == "sdpa" and not pad.any():
+            # no padding: the fused kernel's own causal mask, no (N × N) mask in memory
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=p)
+            return self.proj(y.transpose(1, 2).reshape(b, n, d))
         causal = torch.ones(n, n, dtype=torch.bool, device=x.device).tril()
         allowed = causal & ~pad[:, None, None, :]  # (B, 1, N, N)
         # a pad query sees no key; let it see itself so its (discarded) row stays finite
         allowed = allowed | torch.eye(n, dtype=torch.bool, device=x.device)
-        p = self.dropout if self.training else 0.0
         if self.attention == "sdpa":
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=p)
         else:

@@ -32,7 +32,7 @@ def _dispatch_inputs(b=2, h=2, k=3, n=11, dh=4, scale=1.0, seed=0):
 @pytest.mark.parametrize("n", [1, 7, 16])
 def test_causal_dispatch_equals_naive_reference_forward_and_backward(chunk, n):
     args = _dispatch_inputs(n=n)
-    out, w2 = causal_dispatch(*args, cap=30.0, chunk=chunk)
+    out, w2, _ = causal_dispatch(*args, cap=30.0, chunk=chunk)
     ref, ref_w2 = causal_dispatch_reference(*args, cap=30.0)
     valid = args[-1][:, None, :, None]
     torch.testing.assert_close(out * valid, ref * valid)
@@ -48,7 +48,7 @@ def test_causal_dispatch_equals_naive_reference_forward_and_backward(chunk, n):
 def test_causal_dispatch_is_stable_for_huge_logits_in_float32():
     dq, kx, vx, q2, lg, valid = _dispatch_inputs(n=40, scale=40.0)  # raw logits ~ ±10⁴
     args32 = [t.detach().float() for t in (dq, kx, vx, q2, lg)]
-    out, w2 = causal_dispatch(*args32, valid, cap=30.0, chunk=8)
+    out, w2, _ = causal_dispatch(*args32, valid, cap=30.0, chunk=8)
     assert torch.isfinite(out).all() and torch.isfinite(w2).all()
     ref, _ = causal_dispatch_reference(dq.detach(), kx.detach(), vx.detach(), q2.detach(), lg,
                                        valid, cap=30.0)
@@ -72,7 +72,7 @@ def test_full_dispatch_equals_naive_reference_forward_and_backward():
 
 def test_last_position_of_causal_form_equals_full_form():
     dq, kx, vx, q2, lg, valid = _dispatch_inputs(n=13)
-    causal, _ = causal_dispatch(dq, kx, vx, q2, lg, valid, cap=30.0, chunk=4)
+    causal, _, _ = causal_dispatch(dq, kx, vx, q2, lg, valid, cap=30.0, chunk=4)
     full, *_ = full_dispatch(dq, kx, vx, q2[:, :, -1:], lg, valid, cap=30.0)
     torch.testing.assert_close(causal[:, :, -1:], full)
 
@@ -214,3 +214,28 @@ def test_local_window_model_is_causal_padding_invariant_and_last_form_agrees():
         context = torch.tensor([3])  # the query reads the first 3 items: no leak through it
         h1, h2 = model.encode(long, context), model.encode(changed, context)
         torch.testing.assert_close(h1[:, :-2], h2[:, :-2])
+
+
+def test_streamed_dispatch_with_carried_state_equals_one_pass():
+    dq, kx, vx, q2, lg, valid = _dispatch_inputs(n=23)
+    whole, _, _ = causal_dispatch(dq, kx, vx, q2, lg, valid, cap=30.0, chunk=4)
+    state, outs = None, []
+    for s0 in range(0, 23, 7):
+        seg = slice(s0, s0 + 7)
+        out, _, state = causal_dispatch(dq, kx[:, :, seg], vx[:, :, seg], q2[:, :, seg], lg,
+                                        valid[:, seg], cap=30.0, chunk=3, state=state)
+        outs.append(out)
+    torch.testing.assert_close(torch.cat(outs, 2), whole)
+
+
+@pytest.mark.parametrize("local_window", [0, 3])
+def test_streamed_inference_equals_the_training_time_computation(local_window):
+    model = _small_model(max_len=40, stream_segment=6, local_window=local_window,
+                         query_window=4, query_pool=2)
+    ids = torch.randint(1, 31, (3, 40))
+    ids[0, :13] = 0
+    with torch.no_grad():
+        streamed = model(ids)  # eval + no_grad: streamed segments of 6 tokens
+    with torch.enable_grad():
+        direct = model(ids)  # grad enabled: the one-pass causal path
+    torch.testing.assert_close(streamed[:, 1:], direct[:, 1:].detach())
