@@ -124,7 +124,7 @@ class WindowSelfAttention(nn.Module):
         q, k, v = self.qkv(self.norm(x)).split(d, dim=-1)
         q, k, v = (t.view(b * nw, self.w, self.h, dh).transpose(1, 2) for t in (q, k, v))
         # (B·nw, h, w, dh)
-        keys = mask.view(b * nw, 1, 1, self.w)
+        keys = mask.reshape(b * nw, 1, 1, self.w)
         scores = (q @ k.transpose(-2, -1)) / math.sqrt(dh)  # (B·nw, h, w, w)
         scores = scores.masked_fill(~keys, torch.finfo(scores.dtype).min)
         y = (scores.softmax(-1) @ v).transpose(1, 2).reshape(b, n, d)

@@ -230,12 +230,12 @@ def test_streamed_dispatch_with_carried_state_equals_one_pass():
 
 @pytest.mark.parametrize("local_window", [0, 3])
 def test_streamed_inference_equals_the_training_time_computation(local_window):
-    model = _small_model(max_len=40, stream_segment=6, local_window=local_window,
+    model = _small_model(max_len=40, stream_segment=8, local_window=local_window,
                          query_window=4, query_pool=2)
     ids = torch.randint(1, 31, (3, 40))
     ids[0, :13] = 0
     with torch.no_grad():
-        streamed = model(ids)  # eval + no_grad: streamed segments of 6 tokens
+        streamed = model(ids)  # eval + no_grad: streamed segments of 8 tokens (2 windows)
     with torch.enable_grad():
         direct = model(ids)  # grad enabled: the one-pass causal path
     torch.testing.assert_close(streamed[:, 1:], direct[:, 1:].detach())
