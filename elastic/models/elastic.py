@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from elastic.models.common import PAD, SequentialRecommender
 
@@ -49,6 +50,7 @@ class ElasticConfig:
     context_max_frac: float = 0.5  # training: query context c ~ U{1..max(1, frac·len)}
     balance_weight: float = 0.01  # weight of the product-key load-balancing loss (0 = off)
     stream_segment: int = 256  # inference streams the history in segments of this many tokens
+    recompute: bool | None = None  # training: segments rebuilt in backward (None: max_len >= 512)
     local_window: int = 8  # w_l: tokens also attend to their w_l most recent items (0 = off)
 
     def __post_init__(self) -> None:
@@ -516,33 +518,46 @@ class LinearDispatcherAttention(nn.Module):
         return out
 
 
-    @torch.no_grad()
-    def stream(self, x, dispatchers, log_gates, valid, segment: int) -> torch.Tensor:
-        """Inference in the causal form, `segment` tokens at a time: the stage-1 state
-        (num, den) and the last w keys/values of the local window carry across segments, so
-        activation memory is O(B·segment·d) whatever N is. Equals `forward(form="causal")`."""
+    def stream(self, x, dispatchers, log_gates, valid, segment: int, recompute: bool = False):
+        """The causal form, `segment` tokens at a time: the stage-1 state (num, den) and the
+        last w keys/values of the local window carry across segments, so activations exist for
+        one segment at a time. Inference: O(B·segment·d) memory whatever N is. Training with
+        `recompute`: each segment keeps only its inputs and rebuilds its activations in
+        backward (gradients flow through the carried state). Equals `forward(form="causal")`.
+        """
         b, n, d = x.shape
-        out = torch.empty_like(x)
         dq = self._heads(self.dispatcher_q(dispatchers))
-        state, tail = None, None  # tail: (k, v, valid) of the last w tokens seen
+        dh = d // self.h
+        state = (x.new_zeros(b, self.h, dq.shape[2], dh), x.new_zeros(b, self.h, dq.shape[2]))
+        tail = (x.new_zeros(b, self.h, 0, dh), x.new_zeros(b, self.h, 0, dh),
+                valid.new_zeros(b, 0))  # (k, v, valid) of the last w tokens seen
+        outs = []
         for s0 in range(0, n, segment):
-            xs, vs = x[:, s0 : s0 + segment], valid[:, s0 : s0 + segment]
-            kx, vx, q2 = (self._heads(t) for t in self.token_kvq(self.norm1(xs)).split(d, -1))
-            y, _, state = causal_dispatch(dq, kx, vx, q2, log_gates, vs, self.cap, self.chunk,
-                                          state)
-            if self.local_window:
-                if tail is None:
-                    tail = (kx[:, :, :0], vx[:, :, :0], vs[:, :0])
-                kk, vv = torch.cat([tail[0], kx], 2), torch.cat([tail[1], vx], 2)
-                mm = torch.cat([tail[2], vs], 1)
-                qq = F.pad(q2, (0, 0, kk.shape[2] - q2.shape[2], 0))  # no queries for the tail
-                y = y + local_attention(qq, kk, vv, mm, self.local_window)[:, :, -q2.shape[2]:]
-                w = self.local_window
-                tail = (kk[:, :, -w:], vv[:, :, -w:], mm[:, -w:])
-            y = self.proj(y.transpose(1, 2).reshape(b, -1, d))
-            xs = xs + y
-            out[:, s0 : s0 + segment] = xs + self.ffn(self.norm2(xs))
-        return out
+            args = (x[:, s0 : s0 + segment], valid[:, s0 : s0 + segment], dq, log_gates, *state,
+                    *tail)
+            if recompute:
+                out, *carry = checkpoint(self._segment, *args, use_reentrant=False)
+            else:
+                out, *carry = self._segment(*args)
+            state, tail = tuple(carry[:2]), tuple(carry[2:])
+            outs.append(out)
+        return torch.cat(outs, 1)
+
+    def _segment(self, xs, vs, dq, log_gates, num, den, tail_k, tail_v, tail_valid):
+        b, _, d = xs.shape
+        kx, vx, q2 = (self._heads(t) for t in self.token_kvq(self.norm1(xs)).split(d, -1))
+        y, _, (num, den) = causal_dispatch(dq, kx, vx, q2, log_gates, vs, self.cap, self.chunk,
+                                           (num, den))
+        if self.local_window:
+            kk, vv = torch.cat([tail_k, kx], 2), torch.cat([tail_v, vx], 2)
+            mm = torch.cat([tail_valid, vs], 1)
+            qq = F.pad(q2, (0, 0, kk.shape[2] - q2.shape[2], 0))  # no queries for the tail
+            y = y + local_attention(qq, kk, vv, mm, self.local_window)[:, :, -q2.shape[2] :]
+            w = self.local_window
+            tail_k, tail_v, tail_valid = kk[:, :, -w:], vv[:, :, -w:], mm[:, -w:]
+        y = self.proj(y.transpose(1, 2).reshape(b, -1, d))
+        xs = xs + self.dropout(y)
+        return xs + self.ffn(self.norm2(xs)), num, den, tail_k, tail_v, tail_valid
 
 
 # ----------------------------------------------------------------------------------------------
@@ -571,16 +586,32 @@ class ElasticModel(SequentialRecommender):
             LinearDispatcherAttention(config) for _ in range(config.num_layers)
         )
 
+    @property
+    def recompute(self) -> bool:
+        auto = self.config.max_len >= 512  # long histories are memory-bound, short ones are not
+        return auto if self.config.recompute is None else self.config.recompute
+
     def retrieve(self, item_ids: torch.Tensor) -> tuple[Retrieval, torch.Tensor]:
         """Query from the whole history -> (retrieval, query)."""
-        query = self.query_net(self.embedding(item_ids), item_ids != PAD)  # (B, d_q)
+        if self.recompute and torch.is_grad_enabled():  # rebuilt in backward, like the layers
+            query = checkpoint(self._query, item_ids, use_reentrant=False)
+        else:
+            query = self._query(item_ids)
         return self.memory(query), query
+
+    def _query(self, item_ids: torch.Tensor) -> torch.Tensor:
+        return self.query_net(self.embedding(item_ids), item_ids != PAD)  # (B, d_q)
 
     def _run_layers(self, x, retrieval, valid, last_form: str, want_weights: bool):
         outputs = []
         log_gates = retrieval.gates.clamp_min(1e-9).log()
+        recompute = self.recompute and torch.is_grad_enabled() and not want_weights
         for i, layer in enumerate(self.layers):
             form = last_form if i == len(self.layers) - 1 else "causal"
+            if recompute and form == "causal":
+                x = layer.stream(x, retrieval.dispatchers, log_gates, valid,
+                                 self.config.stream_segment, recompute=True)
+                continue
             o = layer(x, retrieval.dispatchers, log_gates, valid, form, want_weights)
             x = o.hidden
             outputs.append(o)

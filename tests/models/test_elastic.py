@@ -239,3 +239,18 @@ def test_streamed_inference_equals_the_training_time_computation(local_window):
     with torch.enable_grad():
         direct = model(ids)  # grad enabled: the one-pass causal path
     torch.testing.assert_close(streamed[:, 1:], direct[:, 1:].detach())
+
+
+def test_segment_recompute_training_gives_the_same_loss_and_gradients():
+    ids = torch.randint(1, 31, (3, 24))
+    ids[0, :5] = 0
+    context = torch.tensor([4, 6, 9])
+    grads = []
+    for recompute in (False, True):
+        model = _small_model(recompute=recompute, stream_segment=7, local_window=3)
+        loss = model.training_loss(ids[:, :-1], ids[:, 1:], context_len=context)
+        loss.backward()
+        grads.append((loss.detach(), [p.grad.clone() for p in model.parameters()]))
+    torch.testing.assert_close(grads[0][0], grads[1][0])
+    for a, b in zip(grads[0][1], grads[1][1], strict=True):
+        torch.testing.assert_close(a, b)
