@@ -274,7 +274,10 @@ class Trainer:
         The model must have the checkpoint's architecture, and the data its fingerprint."""
         checkpoint = read_checkpoint(path, with_train_state=True)
         meta = checkpoint.meta
-        if meta["model"] != model_name(self.model) or meta["config"] != self.model.config_dict():
+        current = self.model.config_dict()
+        # settings added to the config since the checkpoint was written count at their defaults
+        saved = {**type(self.model.config)().__dict__, **meta["config"]}
+        if meta["model"] != model_name(self.model) or saved != current:
             raise CheckpointError(
                 f"checkpoint {checkpoint.path} holds a {meta['model']} model with settings "
                 f"{meta['config']}, not the model given; build it from the checkpoint's settings"
