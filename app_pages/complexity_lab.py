@@ -1,0 +1,103 @@
+"""Complexity lab: analytic time and memory of SASRec (materialized, SDPA) and ELASTIC as the
+sliders move, measured curves on this device on request, and the crossover."""
+
+import streamlit as st
+
+from elastic import app_support as support
+
+st.title("Complexity lab")
+st.caption(
+    "Self-attention compares every pair of the N history items: its work grows as N² and, "
+    "when the N × N scores are materialized, so does its memory. ELASTIC's dispatchers touch "
+    "each item k times: N·k. Move the sliders; the axes stay put so you can watch the curves "
+    "move. The dotted line is the N you picked; the star is where ELASTIC becomes cheaper than "
+    "SASRec with the fused kernel (SDPA)."
+)
+
+
+# The sliders and everything they drive form a fragment: moving a slider reruns only this part
+# (not the sidebar, not the measured section), which keeps a redraw within a frame or two.
+@st.fragment
+def analytic_lab() -> "support.LabSettings":
+    c1, c2, c3, c4 = st.columns(4)
+    with c1:
+        mode = st.segmented_control(
+            "Mode",
+            ["infer", "train"],
+            format_func={"infer": "inference", "train": "training"}.get,
+            default="infer",
+            key="mode",
+            bind="query-params",
+        )
+        mode = mode or "infer"
+        seq_len = st.select_slider(
+            "History length N", support.LAB_N, value=1024, key="N", bind="query-params"
+        )
+    with c2:
+        k = st.select_slider("Dispatchers k", support.LAB_K, value=8, key="k", bind="query-params")
+        slots = st.select_slider(
+            "Memory slots K", support.LAB_SLOTS, value=256, key="K", bind="query-params"
+        )
+    with c3:
+        d_model = st.select_slider("Width d", support.LAB_D, value=64, key="d", bind="query-params")
+        layers = st.select_slider(
+            "Layers", support.LAB_LAYERS, value=2, key="layers", bind="query-params"
+        )
+    with c4:
+        batch = st.select_slider(
+            "Batch B", support.LAB_BATCH, value=32, key="batch", bind="query-params"
+        )
+
+    settings = support.LabSettings(mode, int(k), int(slots), int(d_model), int(layers), int(batch))
+    crossovers = support.analytic_sweep(settings)["crossovers"]
+    st.plotly_chart(
+        support.analytic_figure(settings, int(seq_len)),
+        key="analytic",
+        width="stretch",
+    )
+
+    at_n = support.analytic_point(settings, int(seq_len))
+    m1, m2, m3, m4 = st.columns(4)
+    m1.metric(
+        "SASRec ÷ ELASTIC FLOPs at this N",
+        f"{at_n['sasrec-sdpa']['flops'] / at_n['elastic']['flops']:.1f}×",
+    )
+    m2.metric(
+        "Materialized ÷ ELASTIC memory",
+        f"{at_n['sasrec-materialized']['bytes'] / at_n['elastic']['bytes']:.1f}×",
+    )
+    for col, quantity, label in ((m3, "flops", "FLOPs"), (m4, "bytes", "memory")):
+        n_star, kind = crossovers[quantity]
+        text = {
+            "cross": f"N ≈ {n_star:,.0f}" if n_star else "",
+            "always": "from the shortest N",
+            "never": "not within N ≤ 65,536",
+        }[kind]
+        col.metric(f"ELASTIC cheaper in {label}", text)
+
+    return settings
+
+
+settings = analytic_lab()
+with st.expander("The formulas (per layer)"):
+    st.latex(
+        r"\text{SASRec: } \underbrace{6BNd^2}_{QKV} + \underbrace{4BN^2d}_{QK^\top,\ AV}"
+        r" + \underbrace{2BNd^2 + 16BNd^2}_{\text{proj, FFN}}"
+        r"\qquad \text{memory} \propto B\,h\,N^2 \text{ (materialized)}"
+    )
+    st.latex(
+        r"\text{ELASTIC: } 6BNd^2 + 2Bkd^2 + \underbrace{2BkNd}_{\text{stage-1 logits}}"
+        r" + \underbrace{6BNkd + 4BNCd + 4BhNCk}_{\text{causal chunks, } C = \min(64, N)}"
+        r" + 18BNd^2 \qquad \text{memory} \propto B\,N\,(d + hk + hC)"
+    )
+    st.markdown(
+        "FLOPs count matrix products only (2·m·n·p each), the way "
+        "`torch.utils.flop_counter` counts them; a training step is forward + backward (3×). "
+        "Memory is the predicted peak above what was live before the call: activations, plus "
+        "gradients and parameters in training. The formulas live in `elastic/complexity.py`, "
+        "next to the measurement they are checked against. SDPA is charged the full N × N "
+        "square, as the counter does: its advantage is memory, not FLOPs."
+    )
+
+st.subheader("Measured on this device")
+support.measured_section(settings)

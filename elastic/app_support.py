@@ -1,0 +1,1096 @@
+"""Streamlit glue: the only module below `app.py` and `app_pages/` that imports Streamlit.
+
+It holds three things and nothing else:
+
+1. cached loaders — the shipped demo models (`st.cache_resource`, shared by every session) and
+   the arrays derived from them (`st.cache_data`, keyed by the model bundle's key);
+2. the per-session background training job (`TrainingJob`, held by a session-scoped
+   `st.cache_resource`): ELASTIC and SASRec each train in a thread of their own, with a stop
+   event and a lock; the threads make no Streamlit call, the page polls `snapshot()` from an
+   `st.fragment(run_every=...)`;
+3. the background measurement of the complexity lab (`MeasureJob`), for the same reason: a
+   measurement must never freeze a page.
+
+Heavy imports (torch and everything that needs it) happen inside the functions that need them,
+so the first page draws before torch is imported; Python imports a module once per process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import os
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+import zipfile
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import streamlit as st
+
+if TYPE_CHECKING:
+    from elastic.data import InteractionData
+    from elastic.models import SequentialRecommender
+    from elastic.viz.analysis import UserView
+
+ROOT = Path(__file__).resolve().parent.parent
+ASSETS = ROOT / "assets"
+DEMO_DIR = ASSETS / "demo"  # written by scripts/make_demo_checkpoint.py
+DEMO_INFO = DEMO_DIR / "demo.json"
+ARCHITECTURE_SVG = ASSETS / "architecture.svg"
+RUNS_DIR = ROOT / "runs" / "app"  # where the Train page saves (ignored by git)
+MODEL_ORDER = ("elastic", "sasrec")
+
+# The defaults of the Train form, and what the shipped demo was trained with
+# (scripts/make_demo_checkpoint.py, which records the seconds each model took in demo.json):
+# small enough to train on a laptop CPU while the workshop watches, large enough that the
+# dispatchers recover the planted interests well above chance.
+DEFAULT_MODEL = {
+    "max_len": 50,  # N: the most recent 50 items (synthetic histories hold 50..100)
+    "d_model": 64,
+    "num_layers": 2,
+    "num_heads": 2,
+    "dropout": 0.2,
+    "num_interests": 8,  # k
+    "num_slots": 256,  # K = 16²
+}
+DEFAULT_TRAIN = {"epochs": 12, "batch_size": 128, "lr": 2e-3, "seed": 0, "patience": 3}
+
+# How many models may train at once in this server process. Each training thread keeps every
+# core busy, so more at once only makes all of them slower and the pages sluggish; a workshop
+# server with many cores raises it (ELASTIC_APP_TRAINING_SLOTS).
+TRAINING_SLOTS = int(os.environ.get("ELASTIC_APP_TRAINING_SLOTS", max(1, (os.cpu_count() or 2))))
+_training_slots = threading.BoundedSemaphore(TRAINING_SLOTS)
+
+
+# ----------------------------------------------------------------------------------------------
+# The loaded models
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ModelBundle:
+    """A dataset and the two models trained on it, ready for the views (eval mode)."""
+
+    key: str  # "demo", or "session-<id>" for a model trained in this session
+    label: str  # shown in the sidebar
+    data: InteractionData
+    models: dict[str, SequentialRecommender]  # "elastic" (always) and "sasrec" (if trained)
+    metrics: dict[str, dict]  # model -> {"valid": ..., "test": ...}
+    device: str  # human name of the device the models run on
+
+    @property
+    def elastic(self):
+        return self.models["elastic"]
+
+
+@st.cache_data(show_spinner=False)
+def demo_info() -> dict | None:
+    """The demo's description (dataset settings, metrics, training curves), read without torch;
+    None when the demo was never built."""
+    if not DEMO_INFO.is_file():
+        return None
+    return json.loads(DEMO_INFO.read_text())
+
+
+@st.cache_resource(show_spinner="Loading the shipped demo models…")
+def demo_bundle() -> ModelBundle | None:
+    """The shipped checkpoint of the default synthetic dataset, on the auto-picked device;
+    shared read-only by every session. None when assets/demo is missing."""
+    info = demo_info()
+    if info is None:
+        return None
+    from elastic.checkpoint import check_dataset, load_model
+    from elastic.data import load_dataset
+    from elastic.device import describe_device, pick_device
+
+    data = load_dataset(info["dataset"]["spec"], **info["dataset"].get("settings", {}))
+    device = pick_device("auto")
+    models, metrics = {}, {}
+    for name in MODEL_ORDER:
+        folder = DEMO_DIR / name
+        if not folder.is_dir():
+            continue
+        model, meta = load_model(folder, device)
+        check_dataset(meta, data.fingerprint(), folder)
+        models[name], metrics[name] = model, meta.get("metrics", {})
+    return ModelBundle("demo", "shipped demo", data, models, metrics, describe_device(device))
+
+
+def current_bundle() -> ModelBundle | None:
+    """The bundle the sidebar chose: this session's trained models, or the shipped demo."""
+    if st.session_state.get("model_source") == "session":
+        trained = training_job().bundle()
+        if trained is not None:
+            return trained
+    return demo_bundle()
+
+
+def model_source_picker() -> None:
+    """Sidebar choice between the demo and this session's trained models (when there are)."""
+    trained = training_job().bundle()
+    if trained is None:
+        st.session_state["model_source"] = "demo"
+        st.sidebar.caption("Models: the shipped demo (train your own on the Train page).")
+        return
+    st.sidebar.radio(
+        "Models the pages show",
+        ["demo", "session"],
+        format_func=lambda v: "shipped demo" if v == "demo" else f"trained here: {trained.label}",
+        key="model_source",
+    )
+
+
+def missing_demo_message() -> None:
+    st.error(
+        "The shipped demo checkpoint (assets/demo) is missing. Rebuild it with "
+        "`python scripts/make_demo_checkpoint.py`, or train a model on the Train page."
+    )
+
+
+def require_bundle() -> ModelBundle:
+    """The current bundle, or stop the page with a sentence."""
+    bundle = current_bundle()
+    if bundle is None:
+        missing_demo_message()
+        st.stop()
+    return bundle
+
+
+def user_picker(data: InteractionData, key: str = "user") -> int:
+    """Pick a user by id (type to search); the id lives in the URL (`?user=42`), and the same
+    key on every page carries the choice from page to page. Returns the user's index."""
+    ids = [str(u) for u in data.user_ids]
+    index_of = {u: i for i, u in enumerate(ids)}
+    if key in st.session_state and st.session_state[key] not in index_of:
+        del st.session_state[key]  # a user of another dataset (the model source changed)
+    choice = st.selectbox(
+        "User id (type to search)",
+        ids,
+        index=0,
+        key=key,
+        bind="query-params",
+    )
+    user = index_of[choice]
+    history = len(data.sequences[user])
+    st.caption(f"{history} items in the history; the last one is held out as the next item.")
+    return user
+
+
+# ----------------------------------------------------------------------------------------------
+# Derived arrays (st.cache_data, keyed by the bundle key; the bundle itself is not hashed)
+# ----------------------------------------------------------------------------------------------
+
+
+@st.cache_data(max_entries=512, show_spinner=False)
+def user_view(bundle_key: str, user_index: int, _bundle: ModelBundle) -> UserView:
+    from elastic.viz.analysis import elastic_user_view
+
+    return elastic_user_view(_bundle.elastic, _bundle.data, user_index)
+
+
+@st.cache_data(max_entries=512, show_spinner=False)
+def interest_scores(bundle_key: str, user_index: int, layer: int, _bundle: ModelBundle):
+    from elastic.viz.analysis import interest_item_scores
+
+    view = user_view(bundle_key, user_index, _bundle)
+    return interest_item_scores(_bundle.elastic, view, layer)
+
+
+@st.cache_data(max_entries=16, show_spinner="Retrieving every user's memory slots…")
+def memory_table(bundle_key: str, _bundle: ModelBundle) -> dict:
+    """Every user's slots and gates, and the usage statistics of the memory."""
+    import torch
+
+    from elastic.models import memory_usage
+    from elastic.viz.analysis import retrieve_all
+
+    slot_ids, gates = retrieve_all(_bundle.elastic, _bundle.data)
+    num_slots = _bundle.elastic.config.num_slots
+    usage = memory_usage(torch.from_numpy(slot_ids), num_slots)
+    return {
+        "slot_ids": slot_ids,
+        "gates": gates,
+        "users_per_slot": usage["counts"].numpy(),  # a user's k slots are distinct
+        "share_used": usage["share_used"],
+        "dead_slots": usage["dead_slots"],
+        "kl_to_uniform": usage["kl_to_uniform"],
+        "max_share": usage["max_share"],
+    }
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def slot_detail(bundle_key: str, slot: int, _bundle: ModelBundle) -> dict:
+    """The users who retrieve `slot` and what their histories share."""
+    from elastic.viz.analysis import label_shares, shared_items, users_of_slot
+
+    table = memory_table(bundle_key, _bundle)
+    users = users_of_slot(table["slot_ids"], slot)
+    labels, share_group = label_shares(_bundle.data, users) if users.size else ([], [])
+    _, share_all = label_shares(_bundle.data)
+    return {
+        "users": users,
+        "items": shared_items(_bundle.data, users),
+        "labels": labels,
+        "share_group": share_group,
+        "share_all": share_all,
+    }
+
+
+@st.cache_data(max_entries=512, show_spinner=False)
+def recommendations(bundle_key: str, user_index: int, _bundle: ModelBundle, top: int = 10):
+    """Top items of each model for one user (history filtered) and ELASTIC's interest
+    contributions to its own."""
+    from elastic.viz.analysis import (
+        interest_contributions,
+        next_item_scores,
+        rank_of,
+        top_items,
+    )
+
+    view = user_view(bundle_key, user_index, _bundle)
+    seen = _bundle.data.sequences[user_index][:-1]
+    out: dict[str, Any] = {"held_out": view.held_out, "models": {}}
+    for name, model in _bundle.models.items():
+        scores = (
+            view.logits if name == "elastic" else next_item_scores(model, _bundle.data, user_index)
+        )
+        items = top_items(scores, seen, top)
+        out["models"][name] = {
+            "items": items,
+            "scores": scores[items],
+            "held_out_rank": rank_of(scores, view.held_out, seen),
+        }
+    out["contributions"] = interest_contributions(
+        _bundle.elastic, view, out["models"]["elastic"]["items"]
+    )
+    return out
+
+
+@st.cache_data(show_spinner=False)
+def interest_recovery_of(bundle_key: str, _bundle: ModelBundle) -> dict | None:
+    """Dataset-level dispatcher/slot NMI against the planted interests (synthetic only)."""
+    if _bundle.data.truth is None:
+        return None
+    if bundle_key == "demo":
+        info = demo_info() or {}
+        if info.get("interest_recovery"):
+            return info["interest_recovery"]
+    from elastic.data import leave_one_out
+    from elastic.evaluate import interest_recovery
+
+    return interest_recovery(
+        _bundle.elastic, _bundle.data, leave_one_out(_bundle.data), max_users=500
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# The background training job
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainRequest:
+    """Everything the Train form decides. Plain values only, so it can be shown and saved."""
+
+    dataset: str  # what load_dataset reads: "synthetic", a folder, a .zip, a .csv...
+    dataset_kwargs: dict  # synthetic settings, or the table's columns, or five_core
+    dataset_label: str  # human name ("synthetic", "ML-1M", "upload: ratings.csv")
+    model: dict  # build_model settings shared by both models (max_len, d_model, ...)
+    train: dict  # TrainConfig fields (epochs, batch_size, lr, seed, ...)
+    models: tuple[str, ...] = MODEL_ORDER
+
+
+@dataclass
+class ModelRun:
+    """One model's progress; written by its training thread under the job lock."""
+
+    name: str
+    status: str = (
+        "queued"  # queued | waiting for a free CPU slot | training | done | stopped | failed
+    )
+    progress: float = 0.0  # share of the configured epochs done
+    batch_losses: list[tuple[float, float]] = field(default_factory=list)  # (epoch, loss)
+    history: list[dict] = field(default_factory=list)  # the trainer's per-epoch entries
+    result: dict | None = None  # what Trainer.fit returned last
+    error: str | None = None
+
+
+@dataclass
+class JobSnapshot:
+    """A copy of the job's state for one poll of the page; never shared with the threads."""
+
+    generation: int
+    version: int  # grows with every change of the job's state: same version, same picture
+    phase: str  # idle | loading | training | finished | stopped | failed
+    request: TrainRequest | None
+    runs: dict[str, ModelRun]
+    error: str | None
+    dataset_stats: dict | None
+    started_at: float | None
+    has_models: bool
+
+    @property
+    def running(self) -> bool:
+        return self.phase in ("loading", "training")
+
+
+class TrainingJob:
+    """ELASTIC and SASRec trained side by side in background threads, one job per session.
+
+    A supervisor thread loads the data and builds the trainers, then starts one thread per model
+    and waits for them. The threads touch only this object (under `lock`) and their trainer;
+    they never call Streamlit. `stop()` sets every trainer's stop event (the trainers stop before
+    their next batch); `resume()` continues a stopped run from the last complete epoch.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.id = uuid.uuid4().hex  # tells the sessions' jobs apart in the figure cache
+        self.generation = 0
+        self.version = 0  # bumped under the lock by every change the page may draw
+        self.phase = "idle"
+        self.request: TrainRequest | None = None
+        self.runs: dict[str, ModelRun] = {}
+        self.error: str | None = None
+        self.dataset_stats: dict | None = None
+        self.started_at: float | None = None
+        self.data = None
+        self.trainers: dict = {}
+        self._supervisor: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._bundle: ModelBundle | None = None
+
+    # -------------------------------------------------------------------------- for the page
+
+    def snapshot(self) -> JobSnapshot:
+        with self.lock:
+            # shallow copies: loss tuples and history entries are never mutated once appended
+            runs = {
+                name: replace(run, batch_losses=list(run.batch_losses), history=list(run.history))
+                for name, run in self.runs.items()
+            }
+            return JobSnapshot(
+                generation=self.generation,
+                version=self.version,
+                phase=self.phase,
+                request=self.request,
+                runs=runs,
+                error=self.error,
+                dataset_stats=dict(self.dataset_stats) if self.dataset_stats else None,
+                started_at=self.started_at,
+                has_models=bool(self.trainers),
+            )
+
+    def running(self) -> bool:
+        with self.lock:
+            return self.phase in ("loading", "training")
+
+    def start(self, request: TrainRequest) -> None:
+        """Start a new run (an earlier one must have ended)."""
+        with self.lock:
+            if self.phase in ("loading", "training"):
+                raise RuntimeError("a training run is in progress; stop it first")
+            self.generation += 1
+            self.version += 1
+            self.phase = "loading"
+            self.request = request
+            self.runs = {name: ModelRun(name) for name in request.models}
+            self.error = None
+            self.dataset_stats = None
+            self.started_at = time.time()
+            self.trainers = {}
+            self.data = None
+            self._bundle = None
+        self._stop.clear()
+        self._launch(fresh=True)
+
+    def stop(self) -> None:
+        """Ask every trainer to stop before its next batch; returns at once."""
+        self._stop.set()
+        for trainer in list(self.trainers.values()):
+            trainer.stop_event.set()
+
+    def resume(self) -> None:
+        """Continue a stopped run from the last complete epoch of each model."""
+        with self.lock:
+            if self.phase != "stopped" or not self.trainers:
+                raise RuntimeError("only a stopped run can be resumed")
+            self.phase = "training"
+            self.version += 1
+            for run in self.runs.values():
+                if run.status in ("stopped", "queued"):
+                    run.status = "queued"
+        self._stop.clear()
+        for trainer in self.trainers.values():
+            trainer.stop_event.clear()
+        self._launch(fresh=False)
+
+    def release(self) -> None:
+        """The session ended: stop the threads so they free the CPU."""
+        self.stop()
+
+    def bundle(self) -> ModelBundle | None:
+        """The trained models as a bundle for the other pages, once the run has ended and
+        ELASTIC has validated at least once."""
+        with self.lock:
+            return self._bundle
+
+    def save(self, folder: Path | None = None) -> Path:
+        """Save each model's checkpoint under `folder` (default runs/app/<time>) and a zip of
+        them beside it; only when no thread is training."""
+        if self.running():
+            raise RuntimeError("stop the run (or let it finish) before saving")
+        if not self.trainers:
+            raise RuntimeError("nothing to save: train a model first")
+        folder = folder or RUNS_DIR / time.strftime("%Y%m%d-%H%M%S")
+        for name, trainer in self.trainers.items():
+            trainer.save_checkpoint(folder / name)
+        if self.request is not None:
+            (folder / "request.json").write_text(json.dumps(asdict(self.request), indent=2))
+        archive = folder.with_suffix(".zip")
+        with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+            for file in sorted(folder.rglob("*")):
+                if file.is_file():
+                    zf.write(file, file.relative_to(folder.parent))
+        return archive
+
+    # -------------------------------------------------------------------------- the threads
+
+    def _launch(self, fresh: bool) -> None:
+        generation = self.generation
+        self._supervisor = threading.Thread(
+            target=self._supervise,
+            args=(generation, fresh),
+            name=f"elastic-train-{generation}",
+            daemon=True,
+        )
+        self._supervisor.start()
+
+    def _set(self, generation: int, **changes: Any) -> bool:
+        with self.lock:
+            if generation != self.generation:
+                return False
+            for name, value in changes.items():
+                setattr(self, name, value)
+            self.version += 1
+            return True
+
+    def _supervise(self, generation: int, fresh: bool) -> None:
+        lower_thread_priority()
+        try:
+            if fresh:
+                self._prepare(generation)
+            self._set(generation, phase="training")
+            threads = [
+                threading.Thread(
+                    target=self._train_one,
+                    args=(generation, name),
+                    name=f"elastic-train-{generation}-{name}",
+                    daemon=True,
+                )
+                for name in self.trainers
+                if self.runs[name].status not in ("done", "failed")
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            self._finish(generation)
+        except Exception as error:  # any failure is shown to the user as one sentence
+            self._set(generation, phase="failed", error=_sentence(error))
+
+    def _prepare(self, generation: int) -> None:
+        from elastic.data import leave_one_out, load_dataset
+        from elastic.models import build_model
+        from elastic.train import TrainConfig, Trainer
+
+        request = self.request
+        data = load_dataset(request.dataset, **request.dataset_kwargs)
+        split = leave_one_out(data)
+        config = TrainConfig(**request.train)
+        problem = training_memory_problem(request, data.num_items)
+        if problem:
+            raise ValueError(problem)
+        trainers = {}
+        for name in request.models:
+            model = build_model(name, num_items=data.num_items, **request.model)
+            trainer = Trainer(model, split, config, data=data, data_spec=request.dataset_label)
+            trainer.add_callback("on_batch_end", self._on_batch(generation, name))
+            trainer.add_callback("on_epoch_end", self._on_epoch(generation, name, trainer))
+            if self._stop.is_set():
+                trainer.stop_event.set()
+            trainers[name] = trainer
+        with self.lock:
+            if generation != self.generation:
+                return
+            self.version += 1
+            self.data = data
+            self.trainers = trainers
+            self.dataset_stats = data.stats()
+
+    def _on_batch(self, generation: int, name: str):
+        def record(event) -> None:
+            with self.lock:
+                if generation != self.generation:
+                    return
+                run = self.runs[name]
+                self.version += 1
+                run.progress = event.progress
+                run.batch_losses.append((event.epoch - 1 + event.batch / event.batches, event.loss))
+
+        return record
+
+    def _on_epoch(self, generation: int, name: str, trainer):
+        def record(event) -> None:
+            history = trainer.snapshot()["history"]
+            with self.lock:
+                if generation == self.generation:
+                    self.runs[name].history = history
+                    self.version += 1
+
+        return record
+
+    def _update_run(self, name: str, **changes: Any) -> None:
+        with self.lock:
+            for field_name, value in changes.items():
+                setattr(self.runs[name], field_name, value)
+            self.version += 1
+
+    def _train_one(self, generation: int, name: str) -> None:
+        lower_thread_priority()
+        trainer = self.trainers[name]
+        self._update_run(name, status="waiting for a free CPU slot")
+        while not _training_slots.acquire(timeout=0.2):
+            if trainer.stop_event.is_set():
+                self._update_run(name, status="stopped")
+                return
+        try:
+            self._update_run(name, status="training")
+            result = trainer.fit()
+            done = not result["stopped"]
+            self._update_run(
+                name,
+                result=result,
+                history=result["history"],
+                status="done" if done else "stopped",
+                **({"progress": 1.0} if done else {}),
+            )
+        except Exception as error:  # any failure is shown to the user as one sentence
+            self._update_run(name, status="failed", error=_sentence(error))
+        finally:
+            _training_slots.release()
+
+    def _finish(self, generation: int) -> None:
+        with self.lock:
+            if generation != self.generation:
+                return
+            statuses = {run.status for run in self.runs.values()}
+        if "failed" in statuses:
+            phase = "failed"
+        elif "stopped" in statuses:
+            phase = "stopped"
+        else:
+            phase = "finished"
+        bundle = self._make_bundle(generation)
+        with self.lock:
+            if generation != self.generation:
+                return
+            self.version += 1
+            self.phase = phase
+            self._bundle = bundle
+            if phase == "failed" and self.error is None:
+                self.error = next(r.error for r in self.runs.values() if r.error)
+
+    def _make_bundle(self, generation: int) -> ModelBundle | None:
+        """Copies of the best weights, so the views never see a model that is training."""
+        trainer = self.trainers.get("elastic")
+        if trainer is None or trainer.best_state is None:
+            return None
+        from elastic.device import describe_device
+
+        models, metrics = {}, {}
+        for name, trainer in self.trainers.items():
+            if trainer.best_state is None:
+                continue
+            model = copy.deepcopy(trainer.model)
+            model.load_state_dict(trainer.best_state)
+            models[name] = model.eval()
+            snap = trainer.snapshot()
+            metrics[name] = {"valid": snap["best_valid"], "test": snap["test"]}
+        label = f"{self.request.dataset_label}, run {generation}"
+        return ModelBundle(
+            f"session-{uuid.uuid4().hex[:12]}",
+            label,
+            self.data,
+            models,
+            metrics,
+            describe_device(trainer.device),
+        )
+
+
+TRAINING_NICE = int(os.environ.get("ELASTIC_APP_TRAINING_NICE", 10))
+
+
+def lower_thread_priority(nice: int = TRAINING_NICE) -> None:
+    """Give the calling thread a lower CPU priority (Linux: `setpriority` on a thread id touches
+    that thread only; the OpenMP workers torch starts from it inherit the value). Training then
+    yields the cores to the pages and the browser instead of competing with them."""
+    if nice and hasattr(os, "setpriority"):
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+
+
+def _sentence(error: BaseException) -> str:
+    """One readable sentence for an error a user can cause (no traceback)."""
+    text = str(error).strip() or type(error).__name__
+    return text[0].upper() + text[1:] if text else text
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def training_curves(job_id: str, generation: int, version: int, _snapshot: JobSnapshot):
+    """The live curves of one state of a job: drawn once per version, not once per poll."""
+    from elastic.viz.training import training_figure
+
+    return training_figure(
+        {name: run.history for name, run in _snapshot.runs.items()},
+        {name: run.batch_losses for name, run in _snapshot.runs.items()},
+        max_epochs=_snapshot.request.train.get("epochs") if _snapshot.request else None,
+    )
+
+
+@st.cache_resource(scope="session", on_release=TrainingJob.release, show_spinner=False)
+def training_job() -> TrainingJob:
+    """This session's training job: survives reruns and page switches, ends with the session."""
+    return TrainingJob()
+
+
+# ----------------------------------------------------------------------------------------------
+# Uploaded tables
+# ----------------------------------------------------------------------------------------------
+
+
+def session_upload_dir() -> Path:
+    """A private folder for this session's uploads (removed with the process)."""
+    if "upload_dir" not in st.session_state:
+        st.session_state["upload_dir"] = tempfile.mkdtemp(prefix="elastic-upload-")
+    return Path(st.session_state["upload_dir"])
+
+
+def store_upload(uploaded) -> Path:
+    """Write an `st.file_uploader` file to disk (the loaders read paths) and return its path."""
+    folder = session_upload_dir()
+    path = folder / Path(uploaded.name).name
+    with open(path, "wb") as handle:
+        shutil.copyfileobj(uploaded, handle)
+    uploaded.seek(0)
+    return path
+
+
+def training_status_badge() -> None:
+    """A line in the sidebar while this session trains, so a page switch never hides a run."""
+    snap = training_job().snapshot()
+    if snap.running:
+        done = [run.progress for run in snap.runs.values()]
+        share = sum(done) / len(done) if done else 0.0
+        st.sidebar.info(f"Training in the background: {share:.0%} done (see the Train page).")
+    elif snap.phase == "finished" and snap.has_models:
+        st.sidebar.success("This session's training run has finished.")
+
+
+def training_memory_problem(request: TrainRequest, num_items: int) -> str | None:
+    """The memory guard of elastic.complexity applied to one training step of each model:
+    a sentence when a setting would not fit in this machine's memory, else None."""
+    from elastic.complexity import Shape, check_budget
+    from elastic.device import pick_device
+
+    m, t = request.model, request.train
+    shape = Shape(
+        batch=int(t.get("batch_size", 128)),
+        seq_len=m["max_len"],
+        d_model=m["d_model"],
+        heads=m["num_heads"],
+        layers=m["num_layers"],
+        interests=m["num_interests"],
+        slots=m["num_slots"],
+        items=num_items,
+    )
+    device = pick_device(t.get("device", "auto"))
+    forms = {"elastic": "elastic", "sasrec": "sasrec-sdpa"}  # the app trains SASRec with SDPA
+    for name in request.models:
+        reason = check_budget(forms[name], "train", shape, device)
+        if reason:
+            return f"This setting would not fit: {reason}. Lower the batch size or N."
+    return None
+
+
+def table_columns(path: Path) -> list[str]:
+    """The column names of an uploaded table, read without loading it."""
+    import pandas as pd
+
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".parquet", ".pq"):
+            import pyarrow.parquet as pq
+
+            return list(pq.read_schema(path).names)
+        sep = "\t" if suffix == ".tsv" else ","
+        return list(pd.read_csv(path, sep=sep, nrows=5).columns)
+    except Exception as error:  # any parser failure becomes one sentence for the page
+        raise ValueError(_sentence(error)) from error
+
+
+def default_movielens_path() -> str:
+    """Where ML-1M usually lies: $ELASTIC_ML1M, else the project's shared data folder."""
+    if os.environ.get("ELASTIC_ML1M"):
+        return os.environ["ELASTIC_ML1M"]
+    shared = ROOT.parent / "shared" / "data" / "ml-1m" / "ml-1m.txt"
+    return str(shared) if shared.is_file() else "ml-1m.zip"
+
+
+def check_training_request(
+    source: str, dataset: str, dataset_kwargs: dict, model: dict, train: dict
+) -> str | None:
+    """A sentence saying why the Train form's settings cannot run, or None. Problems found
+    only while loading (a malformed line, say) come back from the job as its error."""
+    if source == "upload" and dataset == "synthetic":
+        return "Upload a table first, then pick its user and item columns."
+    if source == "upload":
+        if not dataset_kwargs.get("user_col") or not dataset_kwargs.get("item_col"):
+            return "Pick the user and the item column."
+        chosen = [dataset_kwargs.get(c) for c in ("user_col", "item_col", "time_col")]
+        chosen = [c for c in chosen if c]
+        if len(set(chosen)) != len(chosen):
+            return "The user, item and time columns must be three different columns."
+    if source == "movielens" and not Path(dataset).exists():
+        return (
+            f"{dataset} does not exist on the server. Give the folder or .zip holding "
+            "ratings.dat and movies.dat, or a SASRec ml-1m.txt, or upload the GroupLens zip."
+        )
+    if source == "synthetic":
+        kw = dataset_kwargs
+        if kw["max_seq_len"] < kw["min_seq_len"]:
+            return "The longest history must be at least the shortest."
+        if kw["max_seq_len"] > kw["num_items"]:
+            return "A history never repeats an item: the longest history must not exceed the items."
+        if kw["interests_per_user"] > kw["num_interests"]:
+            return "Interests per user cannot exceed the planted interests G."
+    if model["d_model"] % model["num_heads"]:
+        return f"The width d = {model['d_model']} must divide by the {model['num_heads']} heads."
+    return None
+
+
+# ----------------------------------------------------------------------------------------------
+# Complexity lab: analytic curves (cached) and measurements in a background thread
+# ----------------------------------------------------------------------------------------------
+
+LAB_N = [2**i for i in range(4, 17)]  # 16 .. 65,536
+LAB_K = [1, 2, 4, 8, 16, 32, 64, 128]
+LAB_SLOTS = [16, 64, 256, 1024, 4096, 16384, 65536]
+LAB_D = [32, 64, 128, 256, 512]
+LAB_LAYERS = [1, 2, 3, 4, 6, 8]
+LAB_BATCH = [1, 2, 4, 8, 16, 32, 64, 128, 256]
+LAB_FORMS = ("sasrec-materialized", "sasrec-sdpa", "elastic")
+
+
+@dataclass(frozen=True)
+class LabSettings:
+    """The lab's sliders except N (the curves run over N)."""
+
+    mode: str  # "infer" or "train"
+    interests: int  # k
+    slots: int  # K
+    d_model: int
+    layers: int
+    batch: int
+
+    def shape(self, seq_len: int):
+        from elastic.complexity import Shape
+
+        return Shape(
+            batch=self.batch,
+            seq_len=seq_len,
+            d_model=self.d_model,
+            layers=self.layers,
+            interests=self.interests,
+            slots=self.slots,
+        )
+
+
+def _costs(settings: LabSettings, seq_len: int) -> dict[str, dict[str, float]]:
+    from elastic.complexity import flops, peak_bytes
+
+    shape = settings.shape(seq_len)
+    return {
+        form: {
+            "flops": flops(form, settings.mode, shape),
+            "bytes": peak_bytes(form, settings.mode, shape),
+        }
+        for form in LAB_FORMS
+    }
+
+
+@st.cache_data(max_entries=2048, show_spinner=False)
+def analytic_point(settings: LabSettings, seq_len: int) -> dict[str, dict[str, float]]:
+    return _costs(settings, seq_len)
+
+
+@st.cache_data(max_entries=2048, show_spinner=False)
+def analytic_sweep(settings: LabSettings) -> dict:
+    """FLOPs and predicted peak bytes of the three forms over N, and the crossovers with SDPA."""
+    from elastic.viz.complexity import find_crossover, n_grid
+
+    ns = n_grid(LAB_N[0], LAB_N[-1], per_octave=2)
+    points = [_costs(settings, int(n)) for n in ns]
+    curves = {
+        form: {q: [p[form][q] for p in points] for q in ("flops", "bytes")} for form in LAB_FORMS
+    }
+    crossovers = {
+        q: find_crossover(ns, curves["sasrec-sdpa"][q], curves["elastic"][q])
+        for q in ("flops", "bytes")
+    }
+    return {"ns": ns.tolist(), "curves": curves, "crossovers": crossovers}
+
+
+@st.cache_resource(max_entries=512, show_spinner=False)
+def analytic_figure(settings: LabSettings, seq_len: int):
+    """The lab's analytic figure for one slider state. A resource, not data: the figure is only
+    read (Streamlit serialises a copy), and skipping the pickle round trip keeps a revisited
+    slider state at a few milliseconds."""
+    from elastic.viz.complexity import cost_figure
+
+    sweep, frame = analytic_sweep(settings), lab_frame()
+    return cost_figure(
+        sweep["ns"],
+        sweep["curves"],
+        panels=[("flops", "time: FLOPs of one call"), ("bytes", "memory: predicted peak bytes")],
+        current_n=seq_len,
+        x_range=frame["x_range"],
+        y_ranges=frame["y_ranges"],
+        crossovers=sweep["crossovers"],
+    )
+
+
+@st.cache_data(show_spinner=False)
+def lab_frame() -> dict:
+    """Axis ranges that hold every curve any slider setting can draw, rounded to decades, so
+    the frame never moves while the sliders do."""
+    import math
+
+    smallest = LabSettings("infer", LAB_K[0], LAB_SLOTS[0], LAB_D[0], LAB_LAYERS[0], LAB_BATCH[0])
+    largest = LabSettings(
+        "train", LAB_K[-1], LAB_SLOTS[-1], LAB_D[-1], LAB_LAYERS[-1], LAB_BATCH[-1]
+    )
+    low, high = _costs(smallest, LAB_N[0]), _costs(largest, LAB_N[-1])
+    y_ranges = {}
+    for q in ("flops", "bytes"):
+        lo = min(v[q] for v in low.values())
+        hi = max(v[q] for v in high.values())
+        y_ranges[q] = (10 ** math.floor(math.log10(lo)), 10 ** math.ceil(math.log10(hi)))
+    return {"x_range": (LAB_N[0] / 1.3, LAB_N[-1] * 1.3), "y_ranges": y_ranges}
+
+
+class _Cancelled(Exception):
+    """Raised from bench's progress callback to end a measurement early."""
+
+
+@dataclass
+class MeasureJob:
+    """One sweep of measured points for one lab setting; shared by every session (the numbers
+    belong to the device, not to a user). Written by its thread under `lock`."""
+
+    settings: LabSettings
+    ns: list[int]
+    device: str
+    status: str = "queued"  # queued | measuring | done | cancelled | failed
+    records: list[dict] = field(default_factory=list)
+    error: str | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    cancel: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    @property
+    def total(self) -> int:
+        return len(self.ns) * len(LAB_FORMS)
+
+    def snapshot(self) -> tuple[str, list[dict], str | None]:
+        with self.lock:
+            return self.status, [dict(r) for r in self.records], self.error
+
+    def run(self) -> None:
+        from elastic.complexity import bench
+
+        def progress(record: dict) -> None:
+            with self.lock:
+                self.records.append(record)
+            if self.cancel.is_set():
+                raise _Cancelled
+
+        with _measure_slot:  # one measurement at a time: they would disturb each other
+            if self.cancel.is_set():
+                self._finish("cancelled")
+                return
+            self._finish("measuring")
+            try:
+                s = self.settings
+                bench(
+                    list(LAB_FORMS),
+                    self.ns,
+                    k=s.interests,
+                    slots=s.slots,
+                    batch=s.batch,
+                    d_model=s.d_model,
+                    layers=s.layers,
+                    mode=s.mode,
+                    device=self.device,
+                    repeats=3,
+                    warmup=1,
+                    max_point_s=MEASURE_MAX_POINT_S,
+                    progress=progress,
+                )
+                self._finish("done")
+            except _Cancelled:
+                self._finish("cancelled")
+            except Exception as error:  # any failure is shown to the user as one sentence
+                self._finish("failed", _sentence(error))
+
+    def _finish(self, status: str, error: str | None = None) -> None:
+        with self.lock:
+            self.status, self.error = status, error
+
+
+_measure_slot = threading.Lock()
+MEASURE_MAX_POINT_S = 20.0  # a point predicted to take longer is skipped, with the reason
+
+
+@st.cache_resource(show_spinner=False)
+def _measurements() -> dict[tuple, MeasureJob]:
+    """Every measurement this server made, by (settings, device)."""
+    return {}
+
+
+def measurement_grid(device_type: str) -> list[int]:
+    """N values to measure: up to 4k on a CPU (minutes, not hours), 16k on a GPU."""
+    top = 16384 if device_type == "cuda" else 4096
+    return [n for n in LAB_N if 64 <= n <= top]
+
+
+def measurement_for(settings: LabSettings, start: bool = False) -> MeasureJob | None:
+    """The measurement of these settings on this device: existing, newly started, or None."""
+    from elastic.device import pick_device
+
+    device = pick_device("auto").type
+    jobs = _measurements()
+    key = (settings, device)
+    job = jobs.get(key)
+    if job is not None and job.status in ("cancelled", "failed") and start:
+        job = None
+    if job is None and start:
+        job = MeasureJob(settings, measurement_grid(device), device)
+        jobs[key] = job
+        threading.Thread(target=job.run, name="elastic-measure", daemon=True).start()
+    return job
+
+
+def _measured_curves(records: list[dict]) -> tuple[list[int], dict, list[str]]:
+    """(ns, curves[form]["ms" | "peak"], skipped reasons) from bench records; an unmeasured
+    point is 0, which the figure leaves as a gap."""
+    ns = sorted({r["N"] for r in records})
+    curves = {form: {"ms": [0.0] * len(ns), "peak": [0.0] * len(ns)} for form in LAB_FORMS}
+    skipped = []
+    for r in records:
+        i = ns.index(r["N"])
+        if r.get("skipped"):
+            skipped.append(r["skipped"])
+            continue
+        curves[r["impl"]]["ms"][i] = r["median_ms"]
+        curves[r["impl"]]["peak"][i] = max(r["peak_mib"], 0.01) * 2**20
+    return ns, curves, skipped
+
+
+def measured_section(settings: LabSettings) -> None:
+    """The button, the live progress and the measured curves (polled by a fragment)."""
+    from elastic.device import describe_device, pick_device
+
+    device = pick_device("auto")
+    job = measurement_for(settings)
+    running = job is not None and job.status in ("queued", "measuring")
+    st.caption(
+        f"Device: **{describe_device(device)}**. Each point is the median of 3 calls after a "
+        "warm-up, with the peak memory of one more call. Points the memory guard predicts "
+        "would not fit, or that would take too long, are skipped and say why."
+    )
+    if job is None or job.status in ("cancelled", "failed"):
+        ns = measurement_grid(device.type)
+        if st.button(
+            f"Measure N = {ns[0]}…{ns[-1]} with these settings",
+            icon=":material/timer:",
+            key="measure_start",
+        ):
+            measurement_for(settings, start=True)
+            st.rerun()
+        if job is not None and job.error:
+            st.error(job.error)
+        return
+
+    @st.fragment(run_every=1.0 if running else None)
+    def live() -> None:
+        status, records, error = job.snapshot()
+        if status in ("queued", "measuring"):
+            st.session_state["measure_was_running"] = True
+            done = len(records)
+            st.progress(
+                done / job.total,
+                text="Waiting for another measurement to finish…"
+                if status == "queued"
+                else f"Measuring: {done} of {job.total} points",
+            )
+            st.button("Stop measuring", on_click=job.cancel.set, key="measure_stop")
+        elif st.session_state.pop("measure_was_running", False):
+            st.rerun()
+        if error:
+            st.error(error)
+        if not records:
+            return
+        from elastic.viz.complexity import cost_figure, find_crossover
+
+        ns, curves, skipped = _measured_curves(records)
+        crossovers = {}
+        for q in ("ms", "peak"):
+            a, b = curves["sasrec-sdpa"][q], curves["elastic"][q]
+            both = [i for i in range(len(ns)) if a[i] > 0 and b[i] > 0]
+            if len(both) >= 2:
+                crossovers[q] = find_crossover(
+                    [ns[i] for i in both], [a[i] for i in both], [b[i] for i in both]
+                )
+        ms = [v for c in curves.values() for v in c["ms"] if v > 0]
+        peak = [v for c in curves.values() for v in c["peak"] if v > 0]
+        if not ms:
+            st.caption("No point could be measured with these settings.")
+        else:
+            st.plotly_chart(
+                cost_figure(
+                    ns,
+                    curves,
+                    panels=[("ms", "measured time (ms)"), ("peak", "measured peak memory (bytes)")],
+                    current_n=st.session_state.get("N", 1024),
+                    x_range=lab_frame()["x_range"],
+                    y_ranges={
+                        "ms": (min(ms) / 2, max(ms) * 2),
+                        "peak": (min(peak) / 2, max(peak) * 2),
+                    },
+                    crossovers=crossovers,
+                ),
+                key="measured",
+                width="stretch",
+            )
+        if skipped:
+            with st.expander(f"{len(skipped)} points skipped"):
+                for reason in skipped:
+                    st.markdown(f"- {reason[0].upper()}{reason[1:]}.")
+
+    live()

@@ -1,0 +1,157 @@
+"""The app in a real browser: Chromium against `streamlit run app.py`.
+
+Every page loads without an exception element; a Complexity-lab slider moves a curve; a click
+on the dispatcher grid changes the linked view; a training run survives a page switch. Saves
+the screenshots the README shows into docs/screenshots/.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.app.browser import (
+    CHART,
+    CHROMIUM,
+    ROOT,
+    exceptions,
+    launch_chromium,
+    streamlit_server,
+    trace_y,
+    wait_charts,
+    wait_idle,
+    wait_trace_change,
+)
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is not installed"),
+]
+SHOTS = ROOT / "docs" / "screenshots"
+VIEWPORT = {"width": 1440, "height": 1000}
+SHOT_VIEWPORT = {"width": 1440, "height": 1500}  # the README's screenshots show more
+PAGES = [  # url path, screenshot name, charts to wait for
+    ("", "home", 1),
+    ("dispatcher_attention", "dispatcher-attention", 4),
+    ("interest_memory", "interest-memory", 2),
+    ("recommend", "recommend", 1),
+    ("complexity_lab", "complexity-lab", 1),
+    ("train", "train", 0),
+]
+
+
+@pytest.fixture(scope="module")
+def server():
+    with streamlit_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        chromium = launch_chromium(playwright)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport=VIEWPORT)
+    yield context.new_page()
+    context.close()
+
+
+def test_every_page_loads_without_an_exception(server, page):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.set_viewport_size(SHOT_VIEWPORT)
+    for path, name, charts in PAGES:
+        page.goto(f"{server}/{path}")
+        wait_idle(page)
+        if charts:
+            wait_charts(page, charts)
+        assert exceptions(page) == 0, f"/{path} shows an exception"
+        page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def test_a_shared_link_opens_its_page_in_its_state_on_a_fresh_server(browser):
+    """The first visit of a new server is a deep link: app.py must still build the navigation
+    (see app.py on why the pages are not in a folder called pages/)."""
+    with streamlit_server() as url:
+        context = browser.new_context(viewport=VIEWPORT)
+        page = context.new_page()
+        page.goto(f"{url}/complexity_lab?N=4096&k=32")
+        wait_idle(page)
+        wait_charts(page)
+        nav = page.locator('[data-testid="stSidebarNav"]')
+        assert nav.get_by_text("Look inside the model").count() == 1
+        k = page.locator('[data-testid="stSlider"]').filter(has_text="Dispatchers k")
+        assert k.locator('[data-testid="stSliderThumbValue"]').inner_text() == "32"
+        assert exceptions(page) == 0
+        context.close()
+
+
+def test_a_slider_moves_the_elastic_curve_and_the_url(server, page):
+    page.goto(f"{server}/complexity_lab")
+    wait_idle(page)
+    wait_charts(page)
+    before = trace_y(page, 0, "ELASTIC")
+    slider = page.locator('[data-testid="stSlider"]').filter(has_text="Dispatchers k")
+    slider.get_by_role("slider").focus()
+    page.keyboard.press("ArrowRight")  # k: 8 -> 16
+    wait_trace_change(page, 0, "ELASTIC", before)
+    assert trace_y(page, 0, "ELASTIC") != before
+    page.wait_for_function("() => window.location.search.includes('k=16')", timeout=10_000)
+
+
+def test_a_click_on_the_dispatcher_grid_changes_the_linked_view(server, page):
+    page.goto(f"{server}/dispatcher_attention")
+    wait_idle(page)
+    wait_charts(page, 2)
+    assert page.get_by_text("Interest expert D1 —").count() == 1
+    # the centre of a marker of row 3 (dispatcher D4) of the stage-1 grid
+    box = page.evaluate(
+        """(selector) => {
+            const g = document.querySelectorAll(selector)[0];
+            const custom = Array.from(g._fullData[0].customdata, (row) => Array.from(row));
+            const i = custom.findIndex(c => c[0] === 3 && c[1] === 2);
+            const marker = g.querySelectorAll('.scatterlayer .trace')[0]
+                .querySelectorAll('.points path')[i];
+            const r = marker.getBoundingClientRect();
+            return {x: r.x + r.width / 2, y: r.y + r.height / 2};
+        }""",
+        CHART,
+    )
+    page.mouse.click(box["x"], box["y"])
+    page.get_by_text("Interest expert D4 —").wait_for(timeout=30_000)
+    page.wait_for_function("() => window.location.search.includes('expert=D4')", timeout=10_000)
+    assert exceptions(page) == 0
+
+
+def _set_number(page, label: str, value: int) -> None:
+    field = page.locator('[data-testid="stNumberInput"]').filter(has_text=label).locator("input")
+    field.fill(str(value))
+    field.press("Tab")
+
+
+def test_a_training_run_survives_a_page_switch(server, page):
+    page.goto(f"{server}/train")
+    wait_idle(page)
+    for label, value in (("Users", 300), ("Items", 200), ("Shortest", 10), ("Longest", 30)):
+        _set_number(page, label, value)
+    page.get_by_role("button", name="Train ELASTIC and SASRec").click()
+    page.get_by_text("Run 1:").wait_for(timeout=30_000)
+
+    page.locator('[data-testid="stSidebarNavLink"]').filter(has_text="Complexity lab").click()
+    wait_charts(page)
+    page.get_by_text("Training in the background").or_(
+        page.get_by_text("training run has finished")
+    ).first.wait_for(timeout=30_000)
+
+    page.locator('[data-testid="stSidebarNavLink"]').filter(has_text="Train").click()
+    page.get_by_text("Run 1:").wait_for(timeout=30_000)
+    page.get_by_text("— finished").wait_for(timeout=240_000)
+    wait_charts(page)
+    assert exceptions(page) == 0
+    page.screenshot(path=str(SHOTS / "train-finished.png"), full_page=True)

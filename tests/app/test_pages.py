@@ -1,0 +1,299 @@
+"""Every page through `streamlit.testing.v1.AppTest`: it runs without an exception, shows its
+main elements, and a widget change changes what is drawn."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.app.conftest import end_training, figure_titled, figures, no_exception, open_page
+
+DISPATCHER = "app_pages/dispatcher_attention.py"
+MEMORY = "app_pages/interest_memory.py"
+RECOMMEND = "app_pages/recommend.py"
+LAB = "app_pages/complexity_lab.py"
+TRAIN = "app_pages/train.py"
+
+
+def test_home_explains_and_offers_the_lessons():
+    at = open_page()
+    no_exception(at)
+    assert "ELASTIC" in at.title[0].value
+    assert len(at.get("image")) == 1  # the architecture picture
+    links = [link.proto.label for link in at.get("page_link")]
+    assert any("N² hurt" in label for label in links)
+    assert any("dispatcher gather" in label for label in links)
+    assert any("memory store" in label for label in links)
+    assert any("O(N·k) win" in label for label in links)
+    assert figures(at), "the demo's training curves"
+    assert any("Loaded:" in m.value and "ELASTIC" in m.value for m in at.markdown)
+
+
+def test_dispatcher_page_draws_both_stages_and_the_linked_views():
+    at = open_page(DISPATCHER)
+    no_exception(at)
+    stage1 = figure_titled(at, "Stage 1")
+    stage2 = figure_titled(at, "Stage 2")
+    k, n = len(stage1["layout"]["yaxis"]["ticktext"]), max(stage1["data"][0]["x"])
+    assert len(stage1["data"][0]["x"]) == k * n
+    assert len(stage2["data"][0]["x"]) == k * n
+    figure_titled(at, "History items it gathers")
+    figure_titled(at, "Catalogue items it points to")
+    assert any("NMI" in m.label for m in at.metric)  # synthetic: planted interests beside
+    assert any("not explanations" in i.value for i in at.info)
+
+
+def test_dispatcher_page_follows_the_user_the_expert_and_the_head():
+    at = open_page(DISPATCHER)
+    before = figure_titled(at, "Stage 1")["data"][0]["marker"]["color"]
+    at.selectbox(key="user").select(at.selectbox(key="user").options[3]).run()
+    no_exception(at)
+    assert figure_titled(at, "Stage 1")["data"][0]["marker"]["color"] != before
+
+    before_gathered = figure_titled(at, "History items it gathers")["layout"]["yaxis"]["ticktext"]
+    at.selectbox(key="expert").select(2).run()
+    no_exception(at)
+    assert (
+        figure_titled(at, "History items it gathers")["layout"]["yaxis"]["ticktext"]
+        != before_gathered
+    )
+    (outline,) = figure_titled(at, "Stage 1")["layout"]["shapes"]
+    assert (outline["y0"], outline["y1"]) == (1.5, 2.5)  # the chosen expert's row is outlined
+
+    stage1_mean = figure_titled(at, "Stage 1")["data"][0]["marker"]["color"]
+    at.selectbox(key="head").select("0").run()
+    assert figure_titled(at, "Stage 1")["data"][0]["marker"]["color"] != stage1_mean
+
+
+def test_dispatcher_page_reads_its_state_from_the_url():
+    shared = open_page(DISPATCHER, query={"user": "6", "expert": "D3", "layer": "1"})
+    no_exception(shared)
+    assert shared.selectbox(key="user").value == "6"
+    assert shared.selectbox(key="expert").value == 2
+    assert shared.selectbox(key="layer").value == 0
+    assert any("Interest expert D3" in s.value for s in shared.subheader)
+
+
+def test_memory_page_shows_the_grid_the_statistics_and_a_slot():
+    at = open_page(MEMORY)
+    no_exception(at)
+    grid = figure_titled(at, "Interest memory")
+    cells = grid["data"][0]
+    assert len(cells["x"]) == 256  # the demo's K
+    labels = {m.label for m in at.metric}
+    assert {"Slots used", "Dead slots", "KL to uniform", "Busiest slot"} <= labels
+    figure_titled(at, "How evenly the slots are used")
+    assert any("retrieved by" in s.value for s in at.subheader)
+
+
+def test_memory_page_follows_the_slot_and_the_user():
+    at = open_page(MEMORY)
+    rings = figure_titled(at, "Interest memory")["data"][-1]["hovertext"]
+    at.selectbox(key="user").select(at.selectbox(key="user").options[7]).run()
+    no_exception(at)
+    assert figure_titled(at, "Interest memory")["data"][-1]["hovertext"] != rings
+    busiest = int(
+        max(
+            range(256),
+            key=lambda s: figure_titled(at, "Interest memory")["data"][0]["marker"]["color"][s],
+        )
+    )
+    at.number_input(key="slot").set_value(busiest).run()
+    no_exception(at)
+    (selected,) = figure_titled(at, "Interest memory")["layout"]["shapes"]
+    assert (selected["y0"] + 0.5, selected["x0"] + 0.5) == divmod(busiest, 16)
+    assert any(f"Slot {busiest}:" in s.value for s in at.subheader)
+    assert at.dataframe, "the items the slot's users share"
+
+
+def test_recommend_page_lists_both_models_and_the_drivers():
+    at = open_page(RECOMMEND)
+    no_exception(at)
+    assert len(at.dataframe) == 2  # ELASTIC and SASRec side by side
+    assert len(at.dataframe[0].value) == 10
+    assert "driven by" in at.dataframe[0].value.columns
+    grid = figure_titled(at, "What each interest adds")
+    assert len(grid["layout"]["yaxis"]["ticktext"]) == 10
+    first = at.dataframe[0].value["item"].tolist()
+    at.selectbox(key="user").select(at.selectbox(key="user").options[9]).run()
+    no_exception(at)
+    assert at.dataframe[0].value["item"].tolist() != first
+
+
+def test_complexity_lab_moves_curves_with_the_sliders():
+    at = open_page(LAB)
+    no_exception(at)
+    fig = figure_titled(at, "time: FLOPs")
+    elastic = next(t for t in fig["data"] if t.get("name") == "ELASTIC")["y"]
+    axis = fig["layout"]["yaxis"]["range"]
+    at.select_slider(key="k").set_value(64).run()
+    no_exception(at)
+    fig2 = figure_titled(at, "time: FLOPs")
+    assert next(t for t in fig2["data"] if t.get("name") == "ELASTIC")["y"] != elastic
+    assert fig2["layout"]["yaxis"]["range"] == axis  # the frame stays fixed
+    assert at.latex, "formulas one click away"
+
+
+def test_complexity_lab_marks_the_current_n_and_the_crossover():
+    at = open_page(LAB)
+    at.select_slider(key="N").set_value(4096).run()
+    fig = figure_titled(at, "time: FLOPs")
+    assert fig["layout"]["shapes"][0]["x0"] == 4096
+    assert any(t.get("name") == "crossover" for t in fig["data"])
+    assert any("cheaper" in m.label for m in at.metric)
+
+
+def test_complexity_lab_reads_sliders_from_the_url():
+    at = open_page(LAB, query={"N": "256", "k": "32"})
+    no_exception(at)
+    assert at.select_slider(key="N").value == 256
+    assert at.select_slider(key="k").value == 32
+
+
+def test_train_page_shows_the_form_and_refuses_a_bad_setting():
+    at = open_page(TRAIN)
+    no_exception(at)
+    assert at.button(key="FormSubmitter:train_form-Train ELASTIC and SASRec") is not None
+    at.number_input[4].set_value(10)  # shortest history 10 ...
+    at.number_input[5].set_value(5)  # ... longer than the longest
+    at.button(key="FormSubmitter:train_form-Train ELASTIC and SASRec").click().run()
+    no_exception(at)
+    assert any("longest history" in e.value for e in at.error)
+
+
+@pytest.mark.slow
+def test_train_page_trains_in_the_background_and_offers_the_model():
+    at = open_page(TRAIN)
+    users, items, _g, _per, shortest, longest = at.number_input[:6]
+    users.set_value(100)
+    items.set_value(100)
+    shortest.set_value(10)
+    longest.set_value(20)
+    sliders = {s.label: s for s in at.select_slider}
+    sliders["History length N"].set_value(10)
+    sliders["Width d"].set_value(16)
+    {s.label: s for s in at.slider}["Epochs (at most)"].set_value(2)
+    at.button(key="FormSubmitter:train_form-Train ELASTIC and SASRec").click().run()
+    no_exception(at)
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        time.sleep(1.0)
+        at.run()
+        no_exception(at)
+        if any("finished" in s.value for s in at.subheader):
+            break
+    assert any("finished" in s.value for s in at.subheader), [s.value for s in at.subheader]
+    figure_titled(at, "training loss")
+    at.button(key="train_use").click().run()  # "Use these models on the other pages"
+    assert at.session_state["model_source"] == "session"
+    at.switch_page(DISPATCHER).run()
+    no_exception(at)
+    stage1 = figure_titled(at, "Stage 1")["data"][0]
+    assert max(stage1["x"]) <= 10  # the model trained here reads N = 10, the demo 50
+
+
+def test_train_page_reports_an_unreadable_upload_in_a_sentence():
+    at = open_page(TRAIN)
+    at.segmented_control(key="train_source").set_value("upload").run()
+    at.file_uploader(key="train_upload").set_value(
+        ("ratings.csv", b"\xff\xfe\x00garbage\x00\x81", "text/csv")
+    ).run()
+    no_exception(at)
+    assert any("ratings.csv could not be read" in e.value for e in at.error)
+
+
+def _interaction_csv(users: int = 30, per_user: int = 8) -> bytes:
+    rows = ["uid,movie,ts"]
+    for u in range(users):
+        rows += [f"u{u},m{(u * 3 + t) % 40},{t}" for t in range(per_user)]
+    return "\n".join(rows).encode()
+
+
+@pytest.mark.slow
+def test_train_page_trains_on_an_uploaded_table_with_the_chosen_columns():
+    at = open_page(TRAIN)
+    at.segmented_control(key="train_source").set_value("upload").run()
+    at.file_uploader(key="train_upload").set_value(("log.csv", _interaction_csv(), "text/csv"))
+    at.run()
+    user_col, item_col, time_col = at.selectbox[:3]
+    assert user_col.options == ["uid", "movie", "ts"]
+    item_col.set_value("movie")
+    time_col.set_value("ts")
+    sliders = {s.label: s for s in at.select_slider}
+    sliders["History length N"].set_value(10)
+    sliders["Width d"].set_value(16)
+    {s.label: s for s in at.slider}["Epochs (at most)"].set_value(1)
+    at.button(key="FormSubmitter:train_form-Train ELASTIC and SASRec").click().run()
+    no_exception(at)
+    deadline = time.time() + 180
+    while time.time() < deadline and not any(
+        "finished" in s.value or "failed" in s.value for s in at.subheader
+    ):
+        time.sleep(1.0)
+        at.run()
+    assert any("upload: log.csv — finished" in s.value for s in at.subheader), [
+        s.value for s in at.subheader
+    ]
+
+
+def test_train_form_keeps_its_submitted_settings_across_a_page_switch():
+    at = open_page(TRAIN)
+    for key, value in (
+        ("tf_users", 100),
+        ("tf_items", 100),
+        ("tf_min_len", 10),
+        ("tf_max_len", 20),
+    ):
+        at.number_input(key=key).set_value(value)
+    at.select_slider(key="tf_seq_len").set_value(10)
+    at.select_slider(key="tf_d").set_value(16)
+    at.slider(key="tf_epochs").set_value(1)
+    at.button(key="FormSubmitter:train_form-Train ELASTIC and SASRec").click().run()
+    at.switch_page(LAB).run()
+    at.switch_page(TRAIN).run()
+    no_exception(at)
+    assert at.number_input(key="tf_users").value == 100
+    assert at.select_slider(key="tf_seq_len").value == 10
+    assert any(s.value.startswith("Run ") for s in at.subheader)  # the run went on
+    end_training(at)
+
+
+@pytest.mark.slow
+def test_train_page_stops_resumes_and_saves(monkeypatch, tmp_path):
+    from elastic import app_support
+
+    monkeypatch.setattr(app_support, "RUNS_DIR", tmp_path)  # saves land here, not in runs/
+    at = open_page(TRAIN)
+    for key, value in (
+        ("tf_users", 200),
+        ("tf_items", 200),
+        ("tf_min_len", 20),
+        ("tf_max_len", 40),
+    ):
+        at.number_input(key=key).set_value(value)
+    at.select_slider(key="tf_d").set_value(16)
+    at.slider(key="tf_epochs").set_value(100)
+    at.slider(key="tf_patience").set_value(20)
+    at.button(key="FormSubmitter:train_form-Train ELASTIC and SASRec").click().run()
+    deadline = time.time() + 120
+    while time.time() < deadline and not any("training" in m.value for m in at.markdown):
+        time.sleep(0.5)
+        at.run()
+    at.button(key="train_stop").click().run()
+    while time.time() < deadline and not any("— stopped" in s.value for s in at.subheader):
+        time.sleep(0.5)
+        at.run()
+    assert any("— stopped" in s.value for s in at.subheader)
+    at.button(key="train_resume").click().run()
+    no_exception(at)
+    assert any("— training" in s.value for s in at.subheader)
+    at.button(key="train_stop").click().run()
+    while time.time() < deadline and not any("— stopped" in s.value for s in at.subheader):
+        time.sleep(0.5)
+        at.run()
+    at.button(key="train_save").click().run()
+    no_exception(at)
+    assert any("Saved to" in c.value for c in at.caption)
+    assert at.get("download_button")
+    assert list(tmp_path.glob("*.zip"))

@@ -1,0 +1,201 @@
+"""Complexity: analytic FLOPs equal FlopCounterMode's count, ELASTIC's count grows linearly in N
+and SASRec's quadratically (counted, not timed), the memory guard refuses what cannot fit, and
+the CPU peak-memory method is exact on a known allocation."""
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from elastic.complexity import (
+    FORMS,
+    GiB,
+    MiB,
+    Shape,
+    bench,
+    check_budget,
+    cpu_peak_bytes,
+    cpu_peak_self_check,
+    flops,
+    measure,
+    peak_bytes,
+)
+from elastic.models import build_model
+
+# small, but every path taken: N not a multiple of C, w or p (padding), several query levels
+SMALL = Shape(
+    batch=2,
+    seq_len=44,
+    d_model=16,
+    heads=2,
+    interests=4,
+    slots=16,
+    items=50,
+    window=4,
+    pool=2,
+    chunk=8,
+    local_window=4,
+)
+# ELASTIC's execution paths: one pass; streamed inference (segments of 16, the last one short)
+# with recomputing training; no local window
+ELASTIC_PATHS = {
+    "one pass": {"recompute": False},
+    "streamed, recomputed": {"segment": 16, "recompute": True},
+    "no local window": {"local_window": 0, "segment": 16, "recompute": False},
+}
+
+
+def replace(s: Shape, **changes) -> Shape:
+    return Shape(**{**s.__dict__, **changes})
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models on a shared CPU run fastest on one thread; timings are never asserted."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def counted_flops(form: str, mode: str, s: Shape, device: torch.device, context_len=3) -> int:
+    torch.manual_seed(0)
+    name, settings = s.model_settings(form)
+    model = build_model(name, **settings).to(device)
+    ids = torch.randint(1, s.items + 1, (s.batch, s.seq_len), device=device)
+    with FlopCounterMode(display=False) as counter:
+        if mode == "infer":
+            model.eval()
+            with torch.no_grad():
+                model(ids)
+        elif form == "elastic":  # fix the random query context so the loss rows are known
+            c = torch.full((s.batch,), context_len, device=device)
+            model.training_loss(ids, ids, context_len=c).backward()
+        else:
+            model.training_loss(ids, ids).backward()
+    return counter.get_total_flops()
+
+
+CASES = [pytest.param(form, {}, id=form) for form in ("sasrec-materialized", "sasrec-sdpa")] + [
+    pytest.param("elastic", path, id=f"elastic {name}") for name, path in ELASTIC_PATHS.items()
+]
+
+
+@pytest.mark.parametrize("mode", ["infer", "train"])
+@pytest.mark.parametrize(("form", "changes"), CASES)
+def test_analytic_flops_equal_flop_counter(form, changes, mode, device):
+    s = replace(SMALL, **changes)
+    counted = counted_flops(form, mode, s, device)
+    assert counted > 0
+    assert flops(form, mode, s, context_len=3) == pytest.approx(counted, rel=1e-3)  # exact
+
+
+def test_recompute_rule_is_the_models():
+    for n in (511, 512):
+        model = build_model("elastic", max_len=n)
+        assert Shape(batch=1, seq_len=n).recomputes == model.recompute
+
+
+def test_analytic_flops_equal_flop_counter_when_n_is_below_every_window(device):
+    s = Shape(batch=2, seq_len=5, d_model=16, heads=2, interests=4, slots=16, items=50)
+    for mode in ("infer", "train"):
+        assert flops("elastic", mode, s, 3) == pytest.approx(
+            counted_flops("elastic", mode, s, device), rel=1e-3
+        )
+
+
+@pytest.mark.parametrize("mode", ["infer", "train"])
+def test_counted_flops_grow_linearly_for_elastic_and_quadratically_for_sasrec(mode, device):
+    # d = 16 so that at N = 512..1024 SASRec's N²·d attention outweighs its N·d² layers
+    def shape(n):
+        return Shape(batch=1, seq_len=n, d_model=16, heads=2, interests=4, slots=16, items=50)
+
+    def growth(form):  # 512 -> 1024: both sides on the same (recomputing) training path
+        return counted_flops(form, mode, shape(1024), device, 128) / counted_flops(
+            form, mode, shape(512), device, 64
+        )
+
+    assert growth("elastic") == pytest.approx(2.0, abs=0.1)
+    assert growth("sasrec-materialized") > 3.3
+    # and the formulas agree at a realistic size: ×4 per doubling once N ≫ d
+    big = [Shape(batch=32, seq_len=n) for n in (8192, 16384)]
+    assert flops("elastic", mode, big[1]) / flops("elastic", mode, big[0]) == pytest.approx(2, 0.03)
+    assert flops("sasrec-sdpa", mode, big[1]) / flops("sasrec-sdpa", mode, big[0]) > 3.8
+
+
+def test_guard_refuses_an_impossible_point_with_a_reason():
+    s = Shape(batch=32, seq_len=65536)
+    reason = check_budget("sasrec-materialized", "train", s, torch.device("cpu"))
+    assert reason is not None
+    assert "sasrec-materialized" in reason and "N=65536" in reason and "GiB" in reason
+    assert check_budget("elastic", "infer", Shape(batch=2, seq_len=64), torch.device("cpu")) is None
+
+
+def test_bench_skips_what_the_guard_refuses_without_running_it():
+    records = bench(
+        ["sasrec-materialized", "elastic"],
+        [65536],
+        batch=32,
+        mode="train",
+        device="cpu",
+        budget_bytes=GiB,
+    )
+    assert [r["impl"] for r in records] == ["sasrec-materialized", "elastic"]
+    for r in records:
+        assert "N=65536" in r["skipped"] and r["median_ms"] is None and r["flops"] > 0
+
+
+def test_cpu_peak_method_is_exact_on_a_known_allocation():
+    measured, true = cpu_peak_self_check(64)
+    assert true <= measured <= true + MiB
+
+
+def test_cpu_peak_sees_tensors_alive_together_not_their_sum_over_time():
+    def together():
+        a, b = torch.ones(4 * MiB // 4), torch.ones(4 * MiB // 4)  # 8 MiB at once
+        return a, b
+
+    def in_turn():
+        for _ in range(4):
+            torch.ones(4 * MiB // 4)  # 4 MiB, freed before the next
+
+    assert 8 * MiB <= cpu_peak_bytes(together) <= 9 * MiB
+    assert 4 * MiB <= cpu_peak_bytes(in_turn) <= 5 * MiB
+
+
+def test_measure_reports_median_time_and_peak_memory(device):
+    def call():
+        torch.ones(16 * MiB // 4, device=device).sum()
+
+    m = measure(call, device, repeats=3, warmup=1)
+    assert len(m.times_ms) == 3 and m.median_ms > 0
+    assert 16 * MiB <= m.peak_bytes <= 18 * MiB
+
+
+@pytest.mark.parametrize("mode", ["infer", "train"])
+@pytest.mark.parametrize(
+    ("form", "changes"),
+    [
+        *(pytest.param(form, {}, id=form) for form in FORMS),
+        pytest.param("elastic", {"segment": 64, "recompute": True}, id="elastic streamed"),
+        pytest.param("sasrec-sdpa", {"padded": True}, id="sasrec-sdpa padded"),
+    ],
+)
+def test_predicted_peak_is_an_upper_bound_within_a_factor_of_two(form, changes, mode):
+    s = Shape(batch=4, seq_len=256, **changes)
+    name, settings = s.model_settings(form)
+    model = build_model(name, **settings).train(mode == "train")
+    ids = torch.randint(1, s.items + 1, (s.batch, s.seq_len))
+    if s.padded:
+        ids[0, : s.seq_len // 2] = 0
+
+    def call():
+        if mode == "infer":
+            with torch.no_grad():
+                model(ids)
+        else:
+            model.training_loss(ids, ids).backward()
+            model.zero_grad(set_to_none=True)
+
+    call()
+    measured = cpu_peak_bytes(call)
+    assert measured <= peak_bytes(form, mode, s) <= 2 * measured

@@ -1,0 +1,88 @@
+"""Stage-1 / stage-2 grids, ranked items and the planted-interest strip."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from elastic.viz.attention import (
+    RankedItems,
+    dispatcher_labels,
+    interest_strip_figure,
+    ranked_items_figure,
+    stage1_figure,
+    stage2_figure,
+)
+from elastic.viz.style import category_color
+
+HISTORY = np.array([11, 12, 13, 14, 15])
+TITLES = [f"title {i}" for i in HISTORY]
+GENRES = ["A", "B", "A", "C", "B"]
+
+
+def _weights(k=3, n=5, seed=0):
+    w = np.random.default_rng(seed).random((k, n))
+    return w / w.sum(1, keepdims=True)
+
+
+def test_stage1_grid_draws_each_weight_at_dispatcher_and_position():
+    stage1 = _weights()
+    fig = stage1_figure(stage1, HISTORY, TITLES, GENRES, [7, 3, 9], [0.5, 0.3, 0.2], selected=1)
+    cells = fig.data[0]
+    np.testing.assert_allclose(cells.marker.color, stage1.ravel())
+    custom = np.asarray(cells.customdata)
+    assert custom.shape == (15, 3)
+    assert custom[7].tolist() == [1, 2, 13]  # dispatcher 1, position 2, item 13
+    assert list(cells.x[:5]) == [1, 2, 3, 4, 5]
+    assert "title 13" in cells.hovertext[7] and "A" in cells.hovertext[7]
+    assert list(fig.layout.yaxis.ticktext) == dispatcher_labels([7, 3, 9], [0.5, 0.3, 0.2])
+    (outline,) = fig.layout.shapes  # the selected row, from before position 1 to after 5
+    assert (outline.x0, outline.x1, outline.y0, outline.y1) == (0.5, 5.5, 0.5, 1.5)
+
+
+def test_stage2_grid_is_transposed_so_positions_line_up():
+    stage2 = _weights(k=5, n=3, seed=1)  # (n=5, k=3): each position's weights over interests
+    fig = stage2_figure(stage2, HISTORY, TITLES, None, [7, 3, 9], [0.5, 0.3, 0.2])
+    np.testing.assert_allclose(fig.data[0].marker.color, stage2.T.ravel())
+    assert not fig.layout.shapes  # nothing selected
+    assert fig.data[0].marker.cmax == stage2.max()
+
+
+def test_a_different_user_changes_the_drawn_data():
+    a = stage1_figure(_weights(seed=0), HISTORY, TITLES, GENRES, [1, 2, 3], [0.4, 0.3, 0.3])
+    b = stage1_figure(_weights(seed=1), HISTORY, TITLES, GENRES, [1, 2, 3], [0.4, 0.3, 0.3])
+    assert not np.allclose(a.data[0].marker.color, b.data[0].marker.color)
+
+
+def test_dispatcher_labels():
+    assert dispatcher_labels([37, 2], [0.214, 0.786]) == ["D1 · slot 37 (21%)", "D2 · slot 2 (79%)"]
+
+
+def test_ranked_items_keep_order_top_first_panel_by_panel():
+    fig = ranked_items_figure(
+        [
+            RankedItems("gathers", ["a", "b", "c"], [0.5, 0.3, 0.2], "w", ["red", "green", "blue"]),
+            RankedItems("points to", ["x", "y"], [2.0, 1.0], "logit"),
+        ]
+    )
+    first, second = fig.data
+    assert list(first.x) == [0.5, 0.3, 0.2]
+    assert list(fig.layout.yaxis.ticktext) == ["a", "b", "c"]
+    assert fig.layout.yaxis.autorange == "reversed"
+    assert (second.xaxis, second.yaxis) == ("x2", "y2")
+    assert list(fig.layout.yaxis2.ticktext) == ["x", "y"]
+    assert [a.text for a in fig.layout.annotations] == ["gathers", "points to"]
+
+
+def test_ranked_items_shorten_long_labels():
+    fig = ranked_items_figure([RankedItems("t", ["x" * 80], [1.0])])
+    assert len(fig.layout.yaxis.ticktext[0]) <= 38
+
+
+def test_interest_strip_colours_dispatchers_by_their_majority_interest():
+    planted = np.array([0, 0, 1, 1, 2])
+    assigned = np.array([4, 4, 6, 6, 6])  # dispatcher 4 gathers interest 0; 6 mostly interest 1
+    fig = interest_strip_figure(planted, assigned, ["I0", "I1", "I2"], TITLES)
+    planted_row, dispatcher_row = fig.data
+    assert list(planted_row.marker.color) == [category_color(g) for g in planted]
+    assert list(dispatcher_row.marker.color) == [category_color(g) for g in [0, 0, 1, 1, 1]]
+    assert "D5 (mostly I0)" in dispatcher_row.hovertext[0]

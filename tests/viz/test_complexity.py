@@ -1,0 +1,114 @@
+"""Cost curves with fixed log-log axes and the crossover."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from elastic.viz.complexity import cost_figure, find_crossover, n_grid
+
+NS = [16, 64, 256, 1024, 4096]
+
+
+def _curves():
+    ns = np.array(NS, dtype=float)
+    return {
+        "sasrec-materialized": {"flops": ns**2, "bytes": ns**2},
+        "sasrec-sdpa": {"flops": ns**2, "bytes": 10 * ns},
+        "elastic": {"flops": 100 * ns, "bytes": 20 * ns},
+    }
+
+
+def test_n_grid_is_log_spaced_and_inclusive():
+    grid = n_grid(16, 1024, per_octave=2)
+    assert grid[0] == 16 and grid[-1] == 1024
+    assert len(grid) == 13
+    assert np.all(np.diff(grid) > 0)
+
+
+def test_crossover_is_interpolated_in_log_log():
+    # N² against 100·N: equal at N = 100
+    n_star, kind = find_crossover(NS, np.array(NS) ** 2.0, 100.0 * np.array(NS))
+    assert kind == "cross"
+    assert n_star == pytest.approx(100, rel=1e-6)
+
+
+def test_crossover_always_and_never():
+    assert find_crossover(NS, [2] * 5, [1] * 5) == (16.0, "always")
+    assert find_crossover(NS, [1] * 5, [2] * 5) == (None, "never")
+    # cheaper in the middle only: not cheaper at the longest N -> never
+    assert find_crossover(NS, [1, 3, 3, 1, 1], [2, 2, 2, 2, 2])[1] == "never"
+
+
+def test_cost_figure_draws_three_forms_per_panel_on_fixed_log_axes():
+    fig = cost_figure(
+        NS,
+        _curves(),
+        panels=[("flops", "time"), ("bytes", "memory")],
+        current_n=256,
+        x_range=(10, 10_000),
+        y_ranges={"flops": (1e2, 1e8), "bytes": (1e2, 1e8)},
+        crossovers={"flops": (100.0, "cross"), "bytes": (None, "never")},
+    )
+    names = [t.name for t in fig.data]
+    assert names.count("ELASTIC") == 2
+    assert names.count("SASRec (materialized N×N)") == 2
+    assert names.count("crossover") == 1  # only where there is one
+    star = next(t for t in fig.data if t.name == "crossover")
+    assert star.x[0] == 100.0
+    assert star.y[0] == pytest.approx(100.0**2, rel=1e-6)  # on the SDPA curve
+    assert fig.layout.xaxis.type == "log" and fig.layout.yaxis.type == "log"
+    assert tuple(fig.layout.xaxis.range) == (1.0, 4.0)
+    assert tuple(fig.layout.yaxis.range) == (2.0, 8.0)
+    assert fig.layout.shapes[0].x0 == 256  # the current N
+
+
+def test_cost_figure_leaves_refused_points_as_gaps():
+    curves = _curves()
+    curves["sasrec-materialized"]["bytes"] = [1.0, 2.0, 0.0, 0.0, 0.0]  # not measured
+    fig = cost_figure(
+        NS,
+        curves,
+        panels=[("bytes", "memory")],
+        current_n=64,
+        x_range=(10, 10_000),
+        y_ranges={"bytes": (1, 1e8)},
+    )
+    y = next(t for t in fig.data if t.name == "SASRec (materialized N×N)").y
+    assert np.isnan(y[2:]).all()
+
+
+def test_the_frame_does_not_move_when_the_curves_do():
+    def frame(scale):
+        curves = _curves()
+        curves["elastic"]["flops"] = scale * np.array(NS, dtype=float)
+        fig = cost_figure(
+            NS,
+            curves,
+            panels=[("flops", "t")],
+            current_n=64,
+            x_range=(10, 1e4),
+            y_ranges={"flops": (1, 1e9)},
+        )
+        return fig.layout.yaxis.range, next(t for t in fig.data if t.name == "ELASTIC").y
+
+    (r1, y1), (r2, y2) = frame(100), frame(1000)
+    assert tuple(r1) == tuple(r2)
+    assert list(y1) != list(y2)
+
+
+def test_the_crossover_star_sits_on_the_baseline_across_gaps():
+    curves = _curves()
+    curves["sasrec-sdpa"]["flops"] = [16.0**2, 0.0, 256.0**2, 1024.0**2, 4096.0**2]  # 64: gap
+    fig = cost_figure(
+        NS,
+        curves,
+        panels=[("flops", "t")],
+        current_n=64,
+        x_range=(10, 1e4),
+        y_ranges={"flops": (1, 1e9)},
+        crossovers={"flops": (100.0, "cross")},
+    )
+    star = next(t for t in fig.data if t.name == "crossover")
+    assert np.isfinite(star.y[0])
+    assert star.y[0] == pytest.approx(100.0**2, rel=1e-6)
