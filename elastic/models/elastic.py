@@ -525,16 +525,17 @@ class LinearDispatcherAttention(nn.Module):
         `recompute`: each segment keeps only its inputs and rebuilds its activations in
         backward (gradients flow through the carried state). Equals `forward(form="causal")`.
         """
-        b, n, d = x.shape
+        b, _n, d = x.shape
         dq = self._heads(self.dispatcher_q(dispatchers))
         dh = d // self.h
         state = (x.new_zeros(b, self.h, dq.shape[2], dh), x.new_zeros(b, self.h, dq.shape[2]))
         tail = (x.new_zeros(b, self.h, 0, dh), x.new_zeros(b, self.h, 0, dh),
                 valid.new_zeros(b, 0))  # (k, v, valid) of the last w tokens seen
         outs = []
-        for s0 in range(0, n, segment):
-            args = (x[:, s0 : s0 + segment], valid[:, s0 : s0 + segment], dq, log_gates, *state,
-                    *tail)
+        # split, not x[:, s0:s0+S]: a slice's backward fills a zero tensor of x's full size,
+        # once per segment, which made training O(N²/S) in time
+        for xs, vs in zip(x.split(segment, 1), valid.split(segment, 1), strict=True):
+            args = (xs, vs, dq, log_gates, *state, *tail)
             if recompute:
                 out, *carry = checkpoint(self._segment, *args, use_reentrant=False)
             else:
