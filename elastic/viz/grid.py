@@ -92,20 +92,33 @@ def square_grid(
     numeric = np.issubdtype(xs.dtype, np.number)
     x_at = (lambda c: float(xs[c])) if numeric else float
     step = float(np.median(np.diff(xs))) if numeric and cols > 1 else 1.0
-    boxes = [(r, 0, cols - 1) for r in selected_rows] + [(r, c, c) for r, c in selected_cells]
+    outline = dict(
+        type="rect",
+        line=dict(color=SELECTED_COLOR, width=2),
+        fillcolor="rgba(0,0,0,0)",
+        layer="above",
+    )
+    half = px_ / 2 + 2  # a cell's outline hugs its marker, in pixels around the cell's centre
     fig.update_layout(
         shapes=[
             dict(
-                type="rect",
-                x0=x_at(c0) - step / 2,
-                x1=x_at(c1) + step / 2,
-                y0=r - 0.5,
-                y1=r + 0.5,
-                line=dict(color=SELECTED_COLOR, width=2),
-                fillcolor="rgba(0,0,0,0)",
-                layer="above",
+                outline, x0=x_at(0) - step / 2, x1=x_at(cols - 1) + step / 2, y0=r - 0.5, y1=r + 0.5
             )
-            for r, c0, c1 in boxes
+            for r in selected_rows
+        ]
+        + [
+            dict(
+                outline,
+                xsizemode="pixel",
+                xanchor=x_at(c),
+                x0=-half,
+                x1=half,
+                ysizemode="pixel",
+                yanchor=r,
+                y0=-half,
+                y1=half,
+            )
+            for r, c in selected_cells
         ]
     )
     fig.update_yaxes(

@@ -102,7 +102,7 @@ def test_memory_page_follows_the_slot_and_the_user():
     at.number_input(key="slot").set_value(busiest).run()
     no_exception(at)
     (selected,) = figure_titled(at, "Interest memory")["layout"]["shapes"]
-    assert (selected["y0"] + 0.5, selected["x0"] + 0.5) == divmod(busiest, 16)
+    assert (selected["yanchor"], selected["xanchor"]) == divmod(busiest, 16)
     assert any(f"Slot {busiest}:" in s.value for s in at.subheader)
     assert at.dataframe, "the items the slot's users share"
 

@@ -22,18 +22,21 @@ def test_one_square_marker_per_cell_with_row_and_column_in_customdata():
 
 
 def test_selected_rows_and_cells_are_outlined_by_rectangles():
-    fig = square_grid(np.zeros((3, 4)), selected_rows=[1], selected_cells=[(2, 3)])
+    fig = square_grid(np.zeros((3, 4)), selected_rows=[1], selected_cells=[(2, 3)], cell_px=20)
     assert len(fig.data) == 1  # outlines never intercept a click
     row, cell = fig.layout.shapes
     assert (row.x0, row.x1, row.y0, row.y1) == (-0.5, 3.5, 0.5, 1.5)
-    assert (cell.x0, cell.x1, cell.y0, cell.y1) == (2.5, 3.5, 1.5, 2.5)
+    # a cell's outline is centred on the cell and hugs its 20-pixel marker
+    assert (cell.xanchor, cell.yanchor) == (3, 2)
+    assert (cell.xsizemode, cell.ysizemode) == ("pixel", "pixel")
+    assert (cell.x0, cell.x1, cell.y0, cell.y1) == (-12, 12, -12, 12)
 
 
 def test_outlines_follow_numeric_and_categorical_x_labels():
-    numeric = square_grid(np.zeros((1, 3)), x_labels=[1, 2, 3], selected_cells=[(0, 1)])
-    assert (numeric.layout.shapes[0].x0, numeric.layout.shapes[0].x1) == (1.5, 2.5)
+    numeric = square_grid(np.zeros((2, 3)), x_labels=[1, 2, 3], selected_rows=[0])
+    assert (numeric.layout.shapes[0].x0, numeric.layout.shapes[0].x1) == (0.5, 3.5)
     named = square_grid(np.zeros((1, 3)), x_labels=["a", "b", "c"], selected_cells=[(0, 2)])
-    assert (named.layout.shapes[0].x0, named.layout.shapes[0].x1) == (1.5, 2.5)
+    assert named.layout.shapes[0].xanchor == 2  # category position
 
 
 def test_x_labels_and_reversed_rows():

@@ -24,7 +24,7 @@ def test_slot_grid_places_every_slot_with_its_count():
     np.testing.assert_array_equal(custom[:, 3], counts)
     np.testing.assert_array_equal(cells.marker.color, counts)
     (selected,) = fig.layout.shapes  # slot 9 = row 2, column 1
-    assert (selected.x0, selected.x1, selected.y0, selected.y1) == (0.5, 1.5, 1.5, 2.5)
+    assert (selected.yanchor, selected.xanchor) == (2, 1)
     assert list(user.y) == [1, 0] and list(user.x) == [2, 1]
     assert user.marker.size[0] > user.marker.size[1]  # the larger gate, the larger ring
     assert "gate 70.0%" in user.hovertext[0]

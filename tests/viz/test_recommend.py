@@ -17,7 +17,7 @@ def test_contribution_grid_outlines_each_items_strongest_interest():
     assert cells.marker.cmid == 0.0
     assert cells.marker.cmin == -3.0 and cells.marker.cmax == 3.0
     first, second = fig.layout.shapes  # item 0's strongest is D2, item 1's is D1
-    assert (first.x0, first.y0) == (0.5, -0.5)
-    assert (second.x0, second.y0) == (-0.5, 0.5)
+    assert (first.xanchor, first.yanchor) == (1, 0)
+    assert (second.xanchor, second.yanchor) == (0, 1)
     assert list(cells.x[:3]) == ["D1", "D2", "D3"]
     assert list(fig.layout.yaxis.ticktext) == ["item a", "item b"]
