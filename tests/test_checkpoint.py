@@ -27,15 +27,6 @@ TINY = {
     "num_slots": 16,
 }
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread beats two on a shared 2-core machine by several times."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 
 def _model(name="elastic", seed=0):
     torch.manual_seed(seed)

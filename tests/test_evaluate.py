@@ -26,15 +26,6 @@ from elastic.models import build_model
 
 NEG = float("-inf")
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread beats two on a shared 2-core machine by several times."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 
 def _dataset(sequences, num_items):
     return InteractionData(

@@ -3,7 +3,6 @@
 import json
 
 import pytest
-import torch
 
 from elastic.cli import main
 from elastic.data import SyntheticConfig, make_synthetic
@@ -11,14 +10,6 @@ from elastic.data import SyntheticConfig, make_synthetic
 METRICS = {"HR@10", "HR@20", "NDCG@10", "NDCG@20", "MRR"}
 SMALL = ["--max-len", "12", "--d-model", "16", "--layers", "1", "--k", "4", "--slots", "16",
          "--batch", "16", "--device", "cpu", "--threads", "1"]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
