@@ -1,4 +1,4 @@
-"""`python -m elastic <command>`: bench, train, evaluate, data stats.
+"""`python -m elastic <command>`: bench, train, evaluate, ablate, data stats.
 
 Each command lives in its own module (`elastic/commands/*.py`) exposing
 `register(subparsers)`; this file only assembles them.
@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from elastic.commands import bench, data, evaluate, train
+from elastic.commands import ablate, bench, data, evaluate, train
 
-COMMANDS = (bench, train, evaluate, data)
+COMMANDS = (bench, train, evaluate, ablate, data)
 
 
 def build_parser() -> argparse.ArgumentParser:

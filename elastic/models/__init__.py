@@ -9,6 +9,7 @@ from elastic.models.elastic import (
     ElasticConfig,
     ElasticIntermediates,
     ElasticModel,
+    Intervention,
     memory_usage,
 )
 from elastic.models.sasrec import SASRecConfig, SASRecModel
@@ -39,6 +40,7 @@ __all__ = [
     "ElasticConfig",
     "ElasticIntermediates",
     "ElasticModel",
+    "Intervention",
     "SASRecConfig",
     "SASRecModel",
     "SequentialRecommender",

@@ -84,6 +84,22 @@ class ElasticIntermediates:
     memory_scores: torch.Tensor = field(repr=False)  # (B, k): product-key scores of the slots
 
 
+@dataclass(frozen=True)
+class Intervention:
+    """A change to one forward pass, to ask what a mechanism does (`Intervention()` = none).
+
+    An attention map shows where weight goes; an intervention shows what the prediction does
+    without it. The ablation harness (`elastic.ablation`) and the app use these.
+    """
+
+    knockout: tuple[int, ...] = ()  # dispatchers (0 = best slot) removed: stage-2 weight 0
+    donor_ids: torch.Tensor | None = None  # (B, N') retrieve with these histories instead
+    slot_ids: torch.Tensor | None = None  # (B, k) use these slots (gates from their scores)
+    dispatch: bool = True  # False: the dispatcher branch is removed (local window only)
+    local_window: bool = True  # False: the local window branch is removed
+    query_context: torch.Tensor | None = None  # (B,) the query reads the first c items only
+
+
 # ----------------------------------------------------------------------------------------------
 # 1. Hierarchical query network
 # ----------------------------------------------------------------------------------------------
@@ -246,6 +262,19 @@ class ProductKeyMemory(nn.Module):
             gates=(scores / self.tau).softmax(-1),
             dispatchers=self.values(slot_ids),
             balance_loss=balance,
+        )
+
+    def for_slots(self, query: torch.Tensor, slot_ids: torch.Tensor) -> Retrieval:
+        """The retrieval a query would get had it picked `slot_ids` (B, k): their scores for
+        this query, and gates from those scores (an intervention: random or donated slots)."""
+        s = self.half_scores(query)  # (B, 2, n)
+        scores = s[:, 0].gather(1, slot_ids // self.n) + s[:, 1].gather(1, slot_ids % self.n)
+        return Retrieval(
+            slot_ids=slot_ids,
+            scores=scores,
+            gates=(scores / self.tau).softmax(-1),
+            dispatchers=self.values(slot_ids),
+            balance_loss=scores.new_zeros(()),
         )
 
     def brute_force(self, query: torch.Tensor):
@@ -479,11 +508,14 @@ class LinearDispatcherAttention(nn.Module):
         valid: torch.Tensor,
         form: str = "causal",
         want_weights: bool = False,
+        dispatch: bool = True,
+        window: bool = True,
     ) -> LayerOutput:
         """x (B,N,d), dispatchers (B,k,d), log_gates (B,k), valid (B,N).
 
         form: "causal" (position t sees <= t), "full" (every token sees all), or "last"
-        (only the last position's output, which is the same in both forms).
+        (only the last position's output, which is the same in both forms). `dispatch` and
+        `window` switch a branch off (interventions).
         """
         b, _n, d = x.shape
         kx, vx, q2 = (self._heads(t) for t in self.token_kvq(self.norm1(x)).split(d, -1))
@@ -502,7 +534,9 @@ class LinearDispatcherAttention(nn.Module):
                 dq, kx, vx, queries, log_gates, valid, self.cap
             )
             x = x if form == "full" else x[:, -1:]
-        if self.local_window:
+        if not dispatch:
+            y = torch.zeros_like(y)
+        if self.local_window and window:
             if form == "last":  # the last query reads the last w tokens
                 w = slice(-self.local_window, None)
                 scores = (q2[:, :, -1:] @ kx[:, :, w].transpose(-2, -1)) / math.sqrt(kx.shape[-1])
@@ -603,17 +637,23 @@ class ElasticModel(SequentialRecommender):
     def _query(self, item_ids: torch.Tensor) -> torch.Tensor:
         return self.query_net(self.embedding(item_ids), item_ids != PAD)  # (B, d_q)
 
-    def _run_layers(self, x, retrieval, valid, last_form: str, want_weights: bool):
+    def _run_layers(self, x, retrieval, valid, last_form: str, want_weights: bool,
+                    intervention: Intervention | None = None):
         outputs = []
         log_gates = retrieval.gates.clamp_min(1e-9).log()
         recompute = self.recompute and torch.is_grad_enabled() and not want_weights
+        change = intervention or Intervention()
+        if change.knockout:
+            log_gates = log_gates.clone()
+            log_gates[:, list(change.knockout)] = float("-inf")
         for i, layer in enumerate(self.layers):
             form = last_form if i == len(self.layers) - 1 else "causal"
-            if recompute and form == "causal":
+            if recompute and form == "causal" and intervention is None:
                 x = layer.stream(x, retrieval.dispatchers, log_gates, valid,
                                  self.config.stream_segment, recompute=True)
                 continue
-            o = layer(x, retrieval.dispatchers, log_gates, valid, form, want_weights)
+            o = layer(x, retrieval.dispatchers, log_gates, valid, form, want_weights,
+                      dispatch=change.dispatch, window=change.local_window)
             x = o.hidden
             outputs.append(o)
         return self.final_norm(x), outputs
@@ -637,18 +677,42 @@ class ElasticModel(SequentialRecommender):
         )
         return hidden
 
-    def forward(self, item_ids: torch.Tensor, return_intermediates: bool = False):
-        """Next-item logits (B, |I|+1) at the last position (and the intermediates)."""
-        retrieval, query = self.retrieve(item_ids)
+    def _retrieve_under(self, item_ids: torch.Tensor, change: Intervention):
+        """Retrieval for `item_ids` under an intervention -> (retrieval, query)."""
+        query_ids = item_ids if change.donor_ids is None else change.donor_ids
+        if change.query_context is not None:
+            query_ids = take_prefix(query_ids, change.query_context)
+        if change.slot_ids is None:
+            return self.retrieve(query_ids)
+        query = self._query(query_ids)
+        return self.memory.for_slots(query, change.slot_ids), query
+
+    def forward(
+        self,
+        item_ids: torch.Tensor,
+        return_intermediates: bool = False,
+        intervention: Intervention | None = None,
+    ):
+        """Next-item logits (B, |I|+1) at the last position (and the intermediates).
+
+        `intervention` changes the pass (knock out dispatchers, another user's experts, forced
+        slots, a branch off): what the app's experiments and `elastic.ablation` use."""
+        if intervention is not None:
+            retrieval, query = self._retrieve_under(item_ids, intervention)
+        else:
+            retrieval, query = self.retrieve(item_ids)
         x = self.embedding(item_ids)
         valid = item_ids != PAD
+        if not return_intermediates and intervention is not None:
+            hidden, _ = self._run_layers(x, retrieval, valid, "last", False, intervention)
+            return self.scores(hidden[:, -1])
         if not return_intermediates:
             if torch.is_grad_enabled() or self.training:
                 hidden, _ = self._run_layers(x, retrieval, valid, "last", False)
             else:
                 hidden = self._stream_layers(x, retrieval, valid)
             return self.scores(hidden[:, -1])
-        hidden, outs = self._run_layers(x, retrieval, valid, "causal", True)
+        hidden, outs = self._run_layers(x, retrieval, valid, "causal", True, intervention)
         inter = ElasticIntermediates(
             stage1_weights=torch.stack([o.stage1 for o in outs], 1),
             stage2_weights=torch.stack([o.stage2 for o in outs], 1),
