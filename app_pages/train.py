@@ -56,25 +56,34 @@ if source == "upload":
 with st.form("train_form"):
     dataset_kwargs, dataset, label = {}, "synthetic", "synthetic"
     if source == "synthetic":
-        st.markdown("**Synthetic data** — users hold a few planted interests that drift over time.")
+        st.markdown(
+            "**Synthetic data** — users visit a few planted interests in rotating sessions and "
+            "prefer one facet inside each."
+        )
         c1, c2, c3, c4 = st.columns(4)
         users = c1.number_input("Users", 100, 20000, 1000, step=100, key="tf_users", **KEEP)
-        items = c2.number_input("Items", 100, 20000, 500, step=100, key="tf_items", **KEEP)
-        interests = c3.number_input("Planted interests G", 2, 64, 8, key="tf_interests", **KEEP)
+        items = c2.number_input("Items", 100, 20000, 1000, step=100, key="tf_items", **KEEP)
+        interests = c3.number_input("Planted interests G", 1, 64, 8, key="tf_interests", **KEEP)
         per_user = c4.number_input("Interests per user", 1, 16, 3, key="tf_per_user", **KEEP)
         c1, c2, c3, c4 = st.columns(4)
+        facets = c1.number_input("Facets per interest", 1, 16, 4, key="tf_facets", **KEEP)
+        session = c2.number_input("Session length", 1, 100, 4, key="tf_session", **KEEP)
+        taste = c3.slider("Taste (share from the user's facet)", 0.0, 1.0, 0.8, 0.05,
+                          key="tf_taste", **KEEP)
+        data_seed = c4.number_input("Data seed", 0, 10**6, 0, key="tf_data_seed", **KEEP)
+        c1, c2, _, _ = st.columns(4)
         min_len = c1.number_input("Shortest history", 3, 2000, 50, key="tf_min_len", **KEEP)
         max_len_data = c2.number_input("Longest history", 3, 5000, 100, key="tf_max_len", **KEEP)
-        switch = c3.slider("Switch probability", 0.0, 1.0, 0.15, 0.01, key="tf_switch", **KEEP)
-        data_seed = c4.number_input("Data seed", 0, 10**6, 0, key="tf_data_seed", **KEEP)
         dataset_kwargs = dict(
             num_users=int(users),
             num_items=int(items),
-            num_interests=int(interests),
+            planted_interests=int(interests),
+            facets=int(facets),
             interests_per_user=int(per_user),
+            session_len=int(session),
+            taste=float(taste),
             min_seq_len=int(min_len),
             max_seq_len=int(max_len_data),
-            switch_prob=float(switch),
             seed=int(data_seed),
         )
     elif source == "movielens":

@@ -773,13 +773,12 @@ def check_training_request(
             "ratings.dat and movies.dat, or a SASRec ml-1m.txt, or upload the GroupLens zip."
         )
     if source == "synthetic":
-        kw = dataset_kwargs
-        if kw["max_seq_len"] < kw["min_seq_len"]:
-            return "The longest history must be at least the shortest."
-        if kw["max_seq_len"] > kw["num_items"]:
-            return "A history never repeats an item: the longest history must not exceed the items."
-        if kw["interests_per_user"] > kw["num_interests"]:
-            return "Interests per user cannot exceed the planted interests G."
+        from elastic.data import DataError, SyntheticConfig
+
+        try:
+            SyntheticConfig(**dataset_kwargs)
+        except DataError as error:
+            return str(error)
     if model["d_model"] % model["num_heads"]:
         return f"The width d = {model['d_model']} must divide by the {model['num_heads']} heads."
     return None

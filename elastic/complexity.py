@@ -204,21 +204,20 @@ def _segments(s: Shape, streamed: bool) -> list[tuple[int, int]]:
 def elastic_layer_flops(s: Shape, form: str = "causal", streamed: bool = False) -> int:
     """One linear dispatcher attention layer.
 
-    All forms: token keys/values/queries 6·B·N·d², dispatcher queries 2·B·k·d², stage-1
-    logits 2·B·k·N·d.
+    All forms: token keys/values/queries 6·B·N·d², dispatcher queries 2·B·k·d² and the
+    dispatchers seen as tokens (their sink key and value) 6·B·k·d², stage-1 logits 2·B·k·N·d.
     causal, per pass of n tokens (chunks of C' = min(C, n), n' = n padded to a multiple of C'):
       chunk sums eᵀv, q·carryᵀ, u·carry     3 × 2·n'·k·dh per head -> 6·B·n'·k·d
       q·vᵀ, ue·v (C'×C' per chunk)          2 × 2·n'·C'·dh         -> 4·B·n'·C'·d
       qv·e, u·eᵀ (C'×C' by C'×k)            2 × 2·n'·C'·k          -> 4·B·h·n'·C'·k
       local window: blocks of w_l queries on 2·w_l keys, 8·B·n_w·w_l·d on the n + tail tokens
       (n_w = that padded to a multiple of w_l); then projection and FFN on every row.
-      `streamed`: passes of S tokens (`ElasticModel` streams inference, and training when it
-      recomputes), else one pass of N.
+      `streamed`: passes of S tokens (what `ElasticModel` does), else one pass of N.
     last (only position N-1, for inference): interests w1·v 2·B·k·N·d, stage 2 4·B·k·d, the
       last query on its w_l keys 4·B·w_l·d, then projection and FFN on one row per sequence.
     """
     b, n, d, k, h = s.batch, s.seq_len, s.d_model, s.interests, s.heads
-    both = _linear(b * n, d, 3 * d) + _linear(b * k, d, d) + 2 * b * k * n * d
+    both = _linear(b * n, d, 3 * d) + _linear(b * k, d, 4 * d) + 2 * b * k * n * d
     if form == "last":
         local = 4 * b * min(s.local_window, n) * d
         return both + 2 * b * k * n * d + 4 * b * k * d + local + _ffn_and_projections(s, b)
@@ -261,12 +260,13 @@ def flops_breakdown(
     grad = 3 if train else 1  # forward + two backward products
     parts: dict[str, float] = {}
     if form == "elastic":
-        # Inference streams layers 1..L-1 and runs the last one as 'last'. Recomputing training
-        # streams every layer and runs each segment's forward again in backward (4×), except
-        # what lies outside the checkpoint (dispatcher queries) or after the last tensor
-        # backward needs (the FFN's output product: non-reentrant checkpoint stops early).
+        # Layers run segment by segment (streamed); inference runs the last one as 'last'.
+        # Recomputing training runs each segment's forward again in backward (4×), except
+        # what lies outside the checkpoint (the dispatchers' queries, keys and values) or
+        # after the last tensor backward needs (the FFN's output product: non-reentrant
+        # checkpoint stops early).
         again = 4 if train and s.recomputes else grad
-        once = _linear(s.batch * s.interests, s.d_model, s.d_model) + _linear(
+        once = _linear(s.batch * s.interests, s.d_model, 4 * s.d_model) + _linear(
             s.batch * s.seq_len, s.ffn_mult * s.d_model, s.d_model
         )
         parts["query network"] = again * query_network_flops(s)
@@ -277,7 +277,7 @@ def flops_breakdown(
             elif train and s.recomputes:
                 layer = 4 * elastic_layer_flops(s, "causal", streamed=True) - once
             else:
-                layer = grad * elastic_layer_flops(s, "causal", streamed=not train)
+                layer = grad * elastic_layer_flops(s, "causal", streamed=True)
             parts[f"layer {i + 1}"] = layer
     else:
         core, rest = sasrec_layer_flops(s)

@@ -138,13 +138,16 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.AdamW:
     """AdamW; weight decay only on weight matrices (nanoGPT's rule): decaying biases and
-    LayerNorm gains pulls them to 0, which regularises nothing useful."""
-    matrices = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
-    vectors = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
-    groups = [
-        {"params": matrices, "weight_decay": config.weight_decay},
-        {"params": vectors, "weight_decay": 0.0},
-    ]
+    LayerNorm gains pulls them to 0, which regularises nothing useful. A model may give some
+    parameters their own learning-rate scale (`parameter_groups`)."""
+    groups = []
+    for params, scale in model.parameter_groups():
+        trainable = [p for p in params if p.requires_grad]
+        for decay, members in ((config.weight_decay, [p for p in trainable if p.dim() >= 2]),
+                               (0.0, [p for p in trainable if p.dim() < 2])):
+            if members:
+                groups.append({"params": members, "weight_decay": decay,
+                               "lr": config.lr * scale})
     return torch.optim.AdamW(groups, lr=config.lr)
 
 

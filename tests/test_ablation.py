@@ -65,7 +65,7 @@ def test_both_branches_off_leaves_only_embedding_and_feed_forward():
 
 
 def test_ablation_table_rows_and_relative_change():
-    data = make_synthetic(SyntheticConfig(num_users=40, num_items=60, num_interests=3,
+    data = make_synthetic(SyntheticConfig(num_users=40, num_items=60, planted_interests=3,
                                           min_seq_len=10, max_seq_len=20))
     model = _model(num_items=60)
     loader = EvalLoader(leave_one_out(data), "test", 16, batch_size=16)

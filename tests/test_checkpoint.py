@@ -119,7 +119,7 @@ def test_a_run_folder_resolves_to_its_checkpoint_subfolder(tmp_path):
 
 def test_resume_on_other_data_is_refused_with_a_clear_error(tmp_path):
     small = SyntheticConfig(
-        num_users=30, num_items=30, num_interests=3, min_seq_len=6, max_seq_len=10
+        num_users=30, num_items=30, planted_interests=3, min_seq_len=6, max_seq_len=10
     )
     data = make_synthetic(small)
     other = make_synthetic(SyntheticConfig(**{**small.__dict__, "seed": 7}))

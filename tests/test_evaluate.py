@@ -182,7 +182,7 @@ class _Planted(nn.Module):
 def tiny_synthetic():
     return make_synthetic(
         SyntheticConfig(
-            num_users=40, num_items=40, num_interests=4, min_seq_len=8, max_seq_len=14, seed=1
+            num_users=40, num_items=40, planted_interests=4, min_seq_len=8, max_seq_len=14, seed=1
         )
     )
 

@@ -32,7 +32,7 @@ TINY = {
 def tiny():
     data = make_synthetic(
         SyntheticConfig(
-            num_users=48, num_items=30, num_interests=3, min_seq_len=6, max_seq_len=12, seed=3
+            num_users=48, num_items=30, planted_interests=3, min_seq_len=6, max_seq_len=12, seed=3
         )
     )
     return data, leave_one_out(data)
@@ -146,7 +146,7 @@ def test_settings_a_user_can_get_wrong_are_sentences(tiny):
 def test_a_short_run_beats_popularity(name):
     data = make_synthetic(
         SyntheticConfig(
-            num_users=300, num_items=80, num_interests=4, min_seq_len=15, max_seq_len=30, seed=0
+            num_users=300, num_items=80, planted_interests=4, min_seq_len=15, max_seq_len=30, seed=0
         )
     )
     split = leave_one_out(data)

@@ -1,15 +1,32 @@
-"""Synthetic sequences with planted interests: the embedded default dataset.
+"""Synthetic sessions of planted interests: the embedded default dataset, built to need ELASTIC.
 
-Each item belongs to one of G latent interests. A user holds a few interests; one of them is
-*active* and persists for several steps before the user switches to another; now and then a
-held interest is replaced by a new one (drift). Items are drawn inside the active interest,
-either as the successor of the user's previous item of that interest along the interest's own
-order (sequential structure) or by Zipf popularity. Nothing is repeated within a user, as in
-MovieLens, so that full-ranking evaluation with the history filtered out never faces an
-unreachable target.
+Ground truth. The catalogue is split into G planted *interests*, each split into F *facets*
+(sub-genres). A user holds m interests, visited in *sessions* of `session_len` items that
+rotate through them in a fixed, user-specific cyclic order (A, B, C, A, B, C, ...), and
+inside each held interest prefers one facet (their *taste*): a session draws from the user's
+facet with probability `taste`, otherwise from the interest's other facets, by Zipf popularity,
+never repeating an item.
 
-Because the ground truth is returned, the app can measure whether ELASTIC's dispatchers and
-memory slots recover the planted interests (`interest_agreement`, an NMI).
+What predicts the next item, and what does not:
+
+- inside a session, the last few items name the interest and usually the facet: a short
+  window suffices;
+- at a session start (one target in `session_len`) the next interest is the held interest
+  that is neither the current nor the previous one, last visited two sessions ago — farther
+  back than the local window when `2·session_len > w` — and the right items are the user's
+  facet of it, which only that user's earlier sessions of that interest reveal;
+- an average over the whole history blends the m facets, so it cannot tell which one comes
+  next.
+
+So one summary per held interest (its facet), chosen by where the rotation stands, is what
+the last few items and a history average both lack: per-user, long-range, multi-interest
+memory. Each user's rotation starts at a random point of a random session, so the end of a
+sequence (where leave-one-out puts the validation and test targets) is at a random phase:
+no position near the end is special.
+
+The generator returns the truth (item → interest and facet, user → held interests in order,
+tastes, and the active interest of every step) so the app and `interest_recovery` can measure
+whether dispatchers and memory slots recover it (`interest_agreement`, an NMI).
 """
 
 from __future__ import annotations
@@ -24,56 +41,62 @@ from elastic.data.interactions import MIN_SEQUENCE_LENGTH, DataError, Interactio
 
 # Rejection tries before a popularity draw falls back to renormalising over unseen items.
 _POPULARITY_TRIES = 8
+FACET_NAMES = "abcdefghijklmnopqrstuvwxyz"
 
 
 @dataclass
 class SyntheticConfig:
-    """Sizes and dynamics of the planted-interest generator.
+    """Sizes and dynamics of the planted-interest generator (docs/data.md gives the reasons).
 
-    The defaults make a dataset a small transformer learns to a visibly good model on a
-    2-core CPU in well under a minute (see docs/data.md for the reasoning).
+    The defaults make a dataset where the dispatchers must carry long-range, per-user memory,
+    and the default model still trains in under a minute on a 2-core CPU.
     """
 
-    num_users: int = 1000  # enough users that every interest is seen in many contexts
-    num_items: int = 500  # small catalogue: the full softmax is cheap on a CPU
-    num_interests: int = 8  # G planted interests, ~62 items each at the default size
-    interests_per_user: int = 3  # a sparse mixture: each user holds 3 of the G interests
+    num_users: int = 1000  # enough users that every interest and facet is seen in many contexts
+    num_items: int = 1000  # 8 interests × 4 facets × ~31 items
+    planted_interests: int = 8  # G
+    facets: int = 4  # F sub-genres per interest; a user prefers one in each held interest
+    interests_per_user: int = 3  # m held interests, visited in rotation
+    session_len: int = 4  # items per session; 2·4 = 8 = the local window: the next one is beyond
+    taste: float = 0.8  # share of a session's items drawn from the user's facet of the interest
     min_seq_len: int = 50  # history lengths are uniform in [min_seq_len, max_seq_len]
-    max_seq_len: int = 100  # long enough that dispatchers have several interest runs to find
-    switch_prob: float = 0.15  # per step, the active interest changes: runs of ~7 items
-    drift_prob: float = 0.01  # per step, a held interest is replaced by a new, now active one
-    popularity_skew: float = 1.0  # Zipf exponent of item popularity within an interest
-    order_prob: float = 0.5  # per step, the next item succeeds the previous one of its interest
+    max_seq_len: int = 100
+    popularity_skew: float = 1.0  # Zipf exponent of item popularity within a facet
     seed: int = 0  # same seed, same dataset (fingerprint included)
 
     def __post_init__(self) -> None:
         problems = []
         if self.num_users < 1:
             problems.append(f"num_users must be at least 1 (got {self.num_users})")
-        if not 1 <= self.num_interests <= self.num_items:
+        if self.planted_interests < 1 or self.facets < 1:
             problems.append(
-                f"num_interests must lie in 1..num_items={self.num_items} "
-                f"(got {self.num_interests})"
+                f"planted_interests and facets must be at least 1 "
+                f"(got {self.planted_interests}, {self.facets})"
             )
-        if not 1 <= self.interests_per_user <= self.num_interests:
+        elif self.planted_interests * self.facets > self.num_items:
             problems.append(
-                f"interests_per_user must lie in 1..num_interests={self.num_interests} "
+                f"planted_interests × facets = {self.planted_interests * self.facets} exceeds "
+                f"num_items={self.num_items}; every facet needs an item"
+            )
+        if not 1 <= self.interests_per_user <= max(1, self.planted_interests):
+            problems.append(
+                f"interests_per_user must lie in 1..planted_interests={self.planted_interests} "
                 f"(got {self.interests_per_user})"
             )
+        if self.session_len < 1:
+            problems.append(f"session_len must be at least 1 (got {self.session_len})")
+        if not 0.0 <= self.taste <= 1.0:
+            problems.append(f"taste must lie in [0, 1] (got {self.taste})")
         if not MIN_SEQUENCE_LENGTH <= self.min_seq_len <= self.max_seq_len:
             problems.append(
                 f"need {MIN_SEQUENCE_LENGTH} <= min_seq_len <= max_seq_len "
                 f"(got {self.min_seq_len}, {self.max_seq_len}); leave-one-out needs 3 items"
             )
-        if self.max_seq_len > self.num_items:
+        elif self.planted_interests >= 1 and self.max_seq_len > self._reachable_items():
             problems.append(
-                f"max_seq_len={self.max_seq_len} exceeds num_items={self.num_items}; "
-                "a user never repeats an item"
+                f"max_seq_len={self.max_seq_len} exceeds the {self._reachable_items()} items of "
+                f"{self.interests_per_user} interests; a user never repeats an item"
             )
-        for name in ("switch_prob", "drift_prob", "order_prob"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                problems.append(f"{name} must lie in [0, 1] (got {value})")
         if self.popularity_skew < 0:
             problems.append(f"popularity_skew must be >= 0 (got {self.popularity_skew})")
         if problems:
@@ -83,6 +106,11 @@ class SyntheticConfig:
                 fix="Change these settings and generate again",
             )
 
+    def _reachable_items(self) -> int:
+        """Items in the m smallest interests: what the shortest-stocked user can draw from."""
+        per_interest = self.num_items // self.planted_interests
+        return per_interest * self.interests_per_user
+
 
 @dataclass
 class SyntheticTruth:
@@ -91,92 +119,96 @@ class SyntheticTruth:
     item_interest: np.ndarray  # (num_items + 1,) int64 interest index of each item; -1 at 0
     user_interests: list[np.ndarray]  # per user, the active interest at each step of its sequence
     interest_names: list[str]  # display name of each interest index ("I0", "I1", ...)
+    item_facet: np.ndarray | None = None  # (num_items + 1,) facet index within its interest
+    user_rotation: list[np.ndarray] | None = None  # per user, held interests in visiting order
+    user_tastes: list[np.ndarray] | None = None  # per user, the preferred facet of each held one
 
 
-class _InterestCatalogue:
-    """The items of each interest, in the interest's own order, with Zipf popularity.
+class _Catalogue:
+    """The items of each (interest, facet), with Zipf popularity.
 
     Held as Python lists: the generator walks them one step at a time, where list access is
     several times faster than indexing numpy arrays with scalars.
     """
 
-    def __init__(self, item_interest: np.ndarray, skew: float, rng: np.random.Generator):
-        num_interests = int(item_interest.max()) + 1
-        # order[g]: the interest's item sequence; "successor" means the next one in it
-        orders = [rng.permutation(np.flatnonzero(item_interest == g)) for g in range(num_interests)]
-        self.order: list[list[int]] = [items.tolist() for items in orders]
-        self.size: list[int] = [items.size for items in orders]
-        self.popularity_cdf: list[list[float]] = []
-        for items in orders:
-            # popularity rank is independent of the order, so both signals carry information
-            ranks = rng.permutation(items.size)
-            weights = (ranks + 1.0) ** -skew
-            self.popularity_cdf.append((np.cumsum(weights) / weights.sum()).tolist())
+    def __init__(self, item_interest, item_facet, interests, facets, skew, rng):
+        self.items: list[list[list[int]]] = []
+        self.cdf: list[list[list[float]]] = []
+        for g in range(interests):
+            per_facet, cdfs = [], []
+            for f in range(facets):
+                members = rng.permutation(
+                    np.flatnonzero((item_interest == g) & (item_facet == f))
+                )  # popularity rank = position in this random order
+                weights = (np.arange(members.size) + 1.0) ** -skew
+                per_facet.append(members.tolist())
+                cdfs.append((np.cumsum(weights) / weights.sum()).tolist())
+            self.items.append(per_facet)
+            self.cdf.append(cdfs)
 
 
 class _UserWalk:
-    """One user's history, step by step, never repeating an item."""
+    """One user's history, item by item, never repeating an item."""
 
-    def __init__(self, catalogue: _InterestCatalogue, num_items: int, rng: np.random.Generator):
+    def __init__(self, catalogue: _Catalogue, num_items: int, rng: np.random.Generator):
         self.catalogue = catalogue
         self.rng = rng
         self.seen = bytearray(num_items + 1)
-        self.seen_per_interest = [0] * len(catalogue.size)
-        self.last_position: dict[int, int] = {}  # interest -> order position of its last item
 
-    def exhausted(self, interest: int) -> bool:
-        return self.seen_per_interest[interest] == self.catalogue.size[interest]
+    def take(self, interest: int, facet_order: list[int]) -> int:
+        """A popular unseen item of the first facet in `facet_order` that has one left."""
+        for facet in facet_order:
+            item = self._popular_unseen(interest, facet)
+            if item is not None:
+                self.seen[item] = 1
+                return item
+        raise AssertionError("unreachable: max_seq_len is checked against the reachable items")
 
-    def take(self, interest: int, follow_order: bool, popularity_coin: float) -> int:
-        items = self.catalogue.order[interest]
-        if follow_order and interest in self.last_position:
-            position = self.last_position[interest]
-            while True:  # terminates: the caller checked the interest is not exhausted
-                position = (position + 1) % len(items)
-                if not self.seen[items[position]]:
-                    break
-        else:
-            position = self._popular_position(interest, popularity_coin)
-        item = items[position]
-        self.seen[item] = 1
-        self.seen_per_interest[interest] += 1
-        self.last_position[interest] = position
-        return item
-
-    def _popular_position(self, interest: int, coin: float) -> int:
-        items = self.catalogue.order[interest]
-        cdf = self.catalogue.popularity_cdf[interest]
+    def _popular_unseen(self, interest: int, facet: int) -> int | None:
+        items = self.catalogue.items[interest][facet]
+        cdf = self.catalogue.cdf[interest][facet]
         for _ in range(_POPULARITY_TRIES):
-            position = min(bisect.bisect_right(cdf, coin), len(items) - 1)
-            if not self.seen[items[position]]:
-                return position
-            coin = self.rng.random()
+            item = items[min(bisect.bisect_right(cdf, self.rng.random()), len(items) - 1)]
+            if not self.seen[item]:
+                return item
         # late in a long history most popular items are taken: draw among the unseen ones
         unseen = np.frombuffer(self.seen, dtype=np.uint8)[items] == 0
+        if not unseen.any():
+            return None
         weights = np.diff(cdf, prepend=0.0) * unseen
-        return int(self.rng.choice(len(items), p=weights / weights.sum()))
+        return items[int(self.rng.choice(len(items), p=weights / weights.sum()))]
 
 
 def make_synthetic(config: SyntheticConfig | None = None) -> InteractionData:
-    """Generate a planted-interest dataset; `truth` holds the planted interests."""
+    """Generate the planted-interest sessions; `truth` holds what was planted."""
     config = config or SyntheticConfig()
     rng = np.random.default_rng(config.seed)
-    num_interests = config.num_interests
-    item_interest = np.full(config.num_items + 1, -1, dtype=np.int64)
-    # balanced interests, item ids shuffled so an id says nothing about its interest
-    item_interest[1:] = rng.permutation(np.arange(config.num_items) % num_interests)
-    catalogue = _InterestCatalogue(item_interest, config.popularity_skew, rng)
+    g_count, f_count = config.planted_interests, config.facets
+    # balanced interests and facets; ids shuffled so an id says nothing about either
+    slots = np.arange(config.num_items) % (g_count * f_count)
+    layout = rng.permutation(slots)
+    item_interest = np.concatenate(([-1], layout // f_count)).astype(np.int64)
+    item_facet = np.concatenate(([-1], layout % f_count)).astype(np.int64)
+    catalogue = _Catalogue(item_interest, item_facet, g_count, f_count,
+                           config.popularity_skew, rng)
 
-    sequences, user_interests = [], []
+    sequences, active, rotations, tastes = [], [], [], []
     for _ in range(config.num_users):
         length = int(rng.integers(config.min_seq_len, config.max_seq_len + 1))
-        items, interests = _generate_user(config, catalogue, length, rng)
+        rotation = rng.choice(g_count, size=config.interests_per_user, replace=False)
+        taste = rng.integers(f_count, size=rotation.size)
+        items, interests = _generate_user(config, catalogue, rotation, taste, length, rng)
         sequences.append(items)
-        user_interests.append(interests)
+        active.append(interests)
+        rotations.append(rotation.astype(np.int64))
+        tastes.append(taste.astype(np.int64))
 
-    interest_names = [f"I{g}" for g in range(num_interests)]
+    interest_names = [f"I{g}" for g in range(g_count)]
     genres = [""] + [interest_names[g] for g in item_interest[1:]]
-    titles = [""] + [f"{genres[i]} · item {i}" for i in range(1, config.num_items + 1)]
+    titles = [""] + [
+        f"{genres[i]}{FACET_NAMES[item_facet[i] % 26]} · item {i}"
+        for i in range(1, config.num_items + 1)
+    ]
     return InteractionData(
         name="synthetic",
         sequences=sequences,
@@ -187,8 +219,11 @@ def make_synthetic(config: SyntheticConfig | None = None) -> InteractionData:
         item_genres=genres,
         truth=SyntheticTruth(
             item_interest=item_interest,
-            user_interests=user_interests,
+            user_interests=active,
             interest_names=interest_names,
+            item_facet=item_facet,
+            user_rotation=rotations,
+            user_tastes=tastes,
         ),
         source="synthetic",
     )
@@ -196,56 +231,27 @@ def make_synthetic(config: SyntheticConfig | None = None) -> InteractionData:
 
 def _generate_user(
     config: SyntheticConfig,
-    catalogue: _InterestCatalogue,
+    catalogue: _Catalogue,
+    rotation: np.ndarray,
+    taste: np.ndarray,
     length: int,
     rng: np.random.Generator,
 ) -> tuple[np.ndarray, np.ndarray]:
-    num_interests = config.num_interests
-    held = rng.choice(num_interests, size=config.interests_per_user, replace=False).tolist()
-    active = held[int(rng.integers(len(held)))]
     walk = _UserWalk(catalogue, config.num_items, rng)
-    # one draw for all per-step coins: (drift, switch, follow order, popularity)
-    coins = rng.random((length, 4)).tolist()
+    # a random phase: which held interest comes first, and how far into its session we are
+    step = int(rng.integers(config.session_len * len(rotation)))
+    facets = list(range(config.facets))
     items, interests = [], []
-    for step, (drift_coin, switch_coin, order_coin, popularity_coin) in enumerate(coins):
-        if step > 0 and drift_coin < config.drift_prob and len(held) < num_interests:
-            active = _replace_interest(held, active, rng, walk)
-        elif step > 0 and switch_coin < config.switch_prob and len(held) > 1:
-            others = [g for g in held if g != active]
-            active = others[int(rng.integers(len(others)))]
-        if walk.exhausted(active):
-            active = _next_interest_with_items(held, active, rng, walk)
-        items.append(walk.take(active, order_coin < config.order_prob, popularity_coin))
-        interests.append(active)
+    for _ in range(length):
+        slot = (step // config.session_len) % len(rotation)
+        interest, own = int(rotation[slot]), int(taste[slot])
+        others = [f for f in facets if f != own]
+        rng.shuffle(others)
+        order = [own, *others] if rng.random() < config.taste else [*others, own]
+        items.append(walk.take(interest, order))
+        interests.append(interest)
+        step += 1
     return np.array(items, dtype=np.int64), np.array(interests, dtype=np.int64)
-
-
-def _replace_interest(
-    held: list[int],
-    active: int,
-    rng: np.random.Generator,
-    walk: _UserWalk,
-) -> int:
-    """Swap one held interest for one the user does not hold; the newcomer becomes active."""
-    candidates = [
-        g for g in range(len(walk.seen_per_interest)) if g not in held and not walk.exhausted(g)
-    ]
-    if not candidates:
-        return active
-    newcomer = candidates[int(rng.integers(len(candidates)))]
-    held[int(rng.integers(len(held)))] = newcomer
-    return newcomer
-
-
-def _next_interest_with_items(
-    held: list[int], active: int, rng: np.random.Generator, walk: _UserWalk
-) -> int:
-    """The active interest has no unseen item left: switch, or adopt a new interest."""
-    others = [g for g in held if g != active and not walk.exhausted(g)]
-    if others:
-        return others[int(rng.integers(len(others)))]
-    # max_seq_len <= num_items guarantees some interest still has unseen items
-    return _replace_interest(held, active, rng, walk)
 
 
 def interest_agreement(labels_a: Sequence | np.ndarray, labels_b: Sequence | np.ndarray) -> float:

@@ -138,6 +138,10 @@ class SequentialRecommender(nn.Module):
             return sampled_softmax_loss(hidden, self.item_weight, targets, self.num_negatives)
         return full_softmax_loss(hidden, self.item_weight, targets)
 
+    def parameter_groups(self) -> list[tuple[list[nn.Parameter], float]]:
+        """(parameters, learning-rate scale) pairs for the optimizer: one group by default."""
+        return [(list(self.parameters()), 1.0)]
+
     def config_dict(self) -> dict:
         return asdict(self.config)
 

@@ -5,22 +5,27 @@ Read top to bottom:
 1. ``HierarchicalQueryNetwork`` reads a user's history in O(N) (windowed attention + pooling,
    level by level) into one retrieval query q.
 2. ``ProductKeyMemory`` retrieves the user's k interest experts (dispatchers) from K = n² slots
-   with product keys: O((n + k'²)·d_q) instead of O(K·d_q). Their gates reach the loss as a
-   log-prior on the stage-2 logits.
+   with product keys: O((n + k'²)·d_q) instead of O(K·d_q). Their log-gates reach the loss as
+   a prior on the stage-2 logits.
 3. ``LinearDispatcherAttention``: stage 1 *compresses* the N history tokens into k interest
    vectors (k × N weights), stage 2 *dispatches* them back to every token (N × k weights).
-   Both cost O(N·k·d); nothing N × N is ever formed. The causal form — position t only sees
-   tokens <= t — is a prefix softmax computed with cumulative sums, chunk by chunk.
+   Both cost O(N·k·d); nothing N × N is ever formed. Causal — position t only sees tokens
+   <= t — as a prefix softmax computed with cumulative sums, chunk by chunk. Each dispatcher
+   also sees itself as a token before the history (its *sink*): with nothing of its interest
+   in view it returns its own memory value, and the softmax denominator is never below 1.
+   The layer is one segment step: a history is processed segment by segment from the sinks'
+   state, and the carried state makes that equal to one pass.
 4. ``ElasticModel`` assembles them with leak-free retrieval: during training the query reads a
    random context prefix x_1..x_c and the loss only covers positions whose targets lie after c.
 
-Each fast path has its naive reference beside it (``*_reference``); the tests hold them equal.
+The naive references the fast kernels are held equal to live in `elastic.models.reference`.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +33,10 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from elastic.models.common import PAD, SequentialRecommender
+
+# Stage-1 exponents lie in (-2·cap, 2·cap). Up to cap 20 the float32 kernel's gradients are as
+# accurate as the naive float32 softmax's (tests/models); at 30 (e^60) they lose 2 digits.
+MAX_SOFTCAP = 20.0
 
 
 @dataclass
@@ -45,24 +54,58 @@ class ElasticConfig:
     query_window: int = 16  # w: window of the query network's local self-attention
     query_pool: int = 4  # p: the query network shortens the sequence by p per level
     gate_temperature: float = 1.0  # τ in gates = softmax(scores / τ)
-    stage1_softcap: float = 30.0  # stage-1 logits = cap·tanh(s/cap): keeps exp() in float range
+    stage1_softcap: float = 15.0  # stage-1 logits = cap·tanh(s/cap), cap in (0, 20]
     chunk_size: int = 64  # C: causal form works in chunks of C tokens (cost ∝ N·C)
     context_max_frac: float = 0.5  # training: query context c ~ U{1..max(1, frac·len)}
-    balance_weight: float = 0.01  # weight of the product-key load-balancing loss (0 = off)
-    stream_segment: int = 256  # inference streams the history in segments of this many tokens
+    balance_weight: float = 0.01  # weight of the slot load-balancing loss (0 = off)
+    memory_lr_scale: float = 1.0  # learning rate of memory values and sub-keys ÷ the model's
+    stream_segment: int = 256  # S: histories are processed S tokens at a time
     recompute: bool | None = None  # training: segments rebuilt in backward (None: max_len >= 512)
     local_window: int = 8  # w_l: tokens also attend to their w_l most recent items (0 = off)
 
     def __post_init__(self) -> None:
+        problems = []
+        for name in ("num_items", "max_len", "d_model", "num_layers", "num_heads", "ffn_mult",
+                     "num_interests", "num_slots", "query_window", "chunk_size",
+                     "stream_segment"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be at least 1 (got {getattr(self, name)})")
+        if problems:
+            raise ValueError("; ".join(problems))
         n = math.isqrt(self.num_slots)
         if n * n != self.num_slots:
-            raise ValueError(f"num_slots must be a perfect square (K = n²), got {self.num_slots}")
+            problems.append(f"num_slots must be a perfect square (K = n²), got {self.num_slots}")
         if self.d_model % self.num_heads:
-            raise ValueError("d_model must be divisible by num_heads")
+            problems.append(f"d_model {self.d_model} must be divisible by num_heads "
+                            f"{self.num_heads}")
         if self.d_model % 2:
-            raise ValueError("d_model must be even: the query is split into two halves")
+            problems.append(f"d_model must be even (the query is split in two halves), got "
+                            f"{self.d_model}")
         if self.num_interests > self.num_slots:
-            raise ValueError("num_interests (k) cannot exceed num_slots (K)")
+            problems.append(f"num_interests (k = {self.num_interests}) cannot exceed num_slots "
+                            f"(K = {self.num_slots})")
+        elif self.subkey_topk is not None and self.subkey_topk < 1:
+            problems.append(f"subkey_topk must be at least 1 (got {self.subkey_topk})")
+        elif self.candidates**2 < self.num_interests:
+            problems.append(f"subkey_topk k' = {self.candidates} gives k'² = "
+                            f"{self.candidates**2} candidate slots, fewer than k = "
+                            f"{self.num_interests}")
+        if not 0.0 <= self.dropout < 1.0:
+            problems.append(f"dropout must lie in [0, 1) (got {self.dropout})")
+        if self.query_pool < 2:
+            problems.append(f"query_pool must be at least 2 (got {self.query_pool})")
+        if not self.gate_temperature > 0:
+            problems.append(f"gate_temperature must be positive (got {self.gate_temperature})")
+        if not 0.0 < self.stage1_softcap <= MAX_SOFTCAP:
+            problems.append(f"stage1_softcap must lie in (0, {MAX_SOFTCAP:g}] (got "
+                            f"{self.stage1_softcap}): larger caps overflow float32 exponents")
+        if not 0.0 < self.context_max_frac <= 1.0:
+            problems.append(f"context_max_frac must lie in (0, 1] (got {self.context_max_frac})")
+        if self.balance_weight < 0 or self.local_window < 0 or not self.memory_lr_scale > 0:
+            problems.append("balance_weight and local_window must be >= 0 and memory_lr_scale "
+                            "> 0")
+        if problems:
+            raise ValueError("; ".join(problems))
 
     @property
     def candidates(self) -> int:
@@ -73,7 +116,14 @@ class ElasticConfig:
 
 @dataclass
 class ElasticIntermediates:
-    """Everything the app draws, from one forward pass (no hooks)."""
+    """Everything the app draws, from one forward pass (no hooks).
+
+    Stage 1 is a prefix softmax: at position t dispatcher j has read tokens <= t. The stage-1
+    weights given here are those of the interest vectors the *last* position reads (the
+    whole history); stage-2 row t is position t's weights over the interest vectors *at t*.
+    The last row of stage 2 and the stage-1 weights are therefore one consistent pair — the
+    two stages of the prediction the model makes.
+    """
 
     stage1_weights: torch.Tensor  # (B, L, h, k, N): dispatcher j's weights over the history
     stage2_weights: torch.Tensor  # (B, L, h, N, k): token t's weights over the k interests
@@ -82,6 +132,8 @@ class ElasticIntermediates:
     query: torch.Tensor  # (B, d_q): the retrieval query
     interest_vectors: torch.Tensor  # (B, L, k, d): stage-1 output over the whole history
     memory_scores: torch.Tensor = field(repr=False)  # (B, k): product-key scores of the slots
+    # (B, L, h, k): the weight each dispatcher keeps on itself (its memory value), = 1 − Σ_N
+    stage1_sink: torch.Tensor | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -116,25 +168,25 @@ def _left_pad_to_multiple(x: torch.Tensor, mask: torch.Tensor, m: int):
 
 
 class WindowSelfAttention(nn.Module):
-    """Multi-head self-attention inside non-overlapping windows of w tokens: O(N·w·d)."""
+    """Multi-head self-attention inside non-overlapping windows of w tokens: O(N·w·d).
+
+    Windows are independent, so they are attended a slice of several windows at a time: the
+    scores exist for one slice only (O(segment) memory whatever N is)."""
 
     def __init__(self, d: int, heads: int, window: int, segment: int) -> None:
         super().__init__()
         self.h, self.w = heads, window
-        self.segment = window * max(1, segment // window)  # inference: windows per slice
+        self.segment = window * max(1, segment // window)  # tokens per slice: whole windows
         self.norm = nn.LayerNorm(d)
         self.qkv = nn.Linear(d, 3 * d)
         self.proj = nn.Linear(d, d)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor):
         x, mask = _left_pad_to_multiple(x, mask, self.w)
-        segment = self.segment
-        if torch.is_grad_enabled() or x.shape[1] <= segment:
-            return self._attend(x, mask), mask
-        # inference: windows are independent, so attend a few at a time (O(segment) memory)
-        parts = [self._attend(x[:, s : s + segment], mask[:, s : s + segment])
-                 for s in range(0, x.shape[1], segment)]
-        return torch.cat(parts, 1), mask
+        # split, not slicing: a slice's backward fills a zero tensor of x's full size per slice
+        parts = [self._attend(xs, ms) for xs, ms in
+                 zip(x.split(self.segment, 1), mask.split(self.segment, 1), strict=True)]
+        return (parts[0] if len(parts) == 1 else torch.cat(parts, 1)), mask
 
     def _attend(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         b, n, d = x.shape
@@ -179,8 +231,6 @@ class HierarchicalQueryNetwork(nn.Module):
     def __init__(self, config: ElasticConfig) -> None:
         super().__init__()
         d, w, p = config.d_model, config.query_window, config.query_pool
-        if p < 2:
-            raise ValueError("query_pool must be >= 2")
         self.max_len = config.max_len
         levels, n = 0, config.max_len
         while n > w:
@@ -218,16 +268,20 @@ class HierarchicalQueryNetwork(nn.Module):
 class Retrieval:
     slot_ids: torch.Tensor  # (B, k)
     scores: torch.Tensor  # (B, k), best first
-    gates: torch.Tensor  # (B, k) = softmax(scores / τ)
+    log_gates: torch.Tensor  # (B, k) = log_softmax(scores / τ): the stage-2 prior
     dispatchers: torch.Tensor  # (B, k, d) = V[slot_ids]
-    balance_loss: torch.Tensor  # scalar, 1.0 when sub-keys are used evenly
+    balance_loss: torch.Tensor  # scalar, 1.0 when the slots are used evenly
+
+    @property
+    def gates(self) -> torch.Tensor:
+        return self.log_gates.exp()  # (B, k)
 
 
 class ProductKeyMemory(nn.Module):
     """K = n² interest experts V, addressed by two sub-key tables C₁, C₂ ∈ R^{n × d_q/2}.
 
     score(slot i·n + j) = q₁·C₁[i] + q₂·C₂[j]. The best k of all K slots lie among the k'² pairs
-    of the per-half top-k' (k' >= k), so retrieval is exact at O((n + k'²)·d_q) cost.
+    of the per-half top-k' (k'² >= k), so retrieval is exact at O((n + k'²)·d_q) cost.
     """
 
     def __init__(self, config: ElasticConfig) -> None:
@@ -252,30 +306,37 @@ class ProductKeyMemory(nn.Module):
         pair_slots = top_i[:, 0, :, None] * self.n + top_i[:, 1, None, :]  # (B, k', k')
         scores, best = pair_scores.flatten(1).topk(self.k, dim=-1)  # (B, k)
         slot_ids = pair_slots.flatten(1).gather(1, best)  # (B, k)
-        # Switch-style balance per half: n · Σ_i (share of top-k' picks)_i · (mean prob)_i
-        picks = F.one_hot(top_i, self.n).float().mean(dim=(0, 2))  # (2, n)
-        probs = s.softmax(-1).mean(0)  # (2, n)
-        balance = self.n * (picks * probs).sum(-1).mean() / self.kp
-        return Retrieval(
-            slot_ids=slot_ids,
-            scores=scores,
-            gates=(scores / self.tau).softmax(-1),
-            dispatchers=self.values(slot_ids),
-            balance_loss=balance,
-        )
+        return self._retrieval(s, slot_ids, scores)
 
     def for_slots(self, query: torch.Tensor, slot_ids: torch.Tensor) -> Retrieval:
         """The retrieval a query would get had it picked `slot_ids` (B, k): their scores for
         this query, and gates from those scores (an intervention: random or donated slots)."""
         s = self.half_scores(query)  # (B, 2, n)
         scores = s[:, 0].gather(1, slot_ids // self.n) + s[:, 1].gather(1, slot_ids % self.n)
+        return self._retrieval(s, slot_ids, scores)
+
+    def _retrieval(self, s: torch.Tensor, slot_ids: torch.Tensor, scores) -> Retrieval:
         return Retrieval(
             slot_ids=slot_ids,
             scores=scores,
-            gates=(scores / self.tau).softmax(-1),
+            log_gates=(scores / self.tau).log_softmax(-1),  # not log(softmax): no dead gates
             dispatchers=self.values(slot_ids),
-            balance_loss=scores.new_zeros(()),
+            balance_loss=self.balance(s, slot_ids),
         )
+
+    def balance(self, s: torch.Tensor, slot_ids: torch.Tensor) -> torch.Tensor:
+        """Switch-Transformer load balancing over the K slots: K · Σ_slot f · P, where f is the
+        share of the batch's retrievals that picked the slot (counted, no gradient) and P the
+        batch-mean probability of the slot under softmax over all K scores. P factorises over
+        the halves — softmax(s₁ᵢ + s₂ⱼ) = softmax(s₁)ᵢ·softmax(s₂)ⱼ — so the batch mean is
+        P₁ᵀP₂ / B, (n × n), never (B × K). 1.0 when retrievals and probabilities are uniform;
+        minimising it moves probability off the slots the batch overuses."""
+        b = s.shape[0]
+        p = s.softmax(-1)  # (B, 2, n)
+        mean_prob = (p[:, 0].transpose(0, 1) @ p[:, 1]).flatten() / b  # (K,)
+        share = torch.bincount(slot_ids.flatten(), minlength=self.n * self.n)
+        share = share.to(mean_prob.dtype) / slot_ids.numel()  # (K,), sums to 1
+        return self.n * self.n * (share * mean_prob).sum()
 
     def brute_force(self, query: torch.Tensor):
         """Reference: score all K slots and take the top-k. Returns (slot_ids, gates)."""
@@ -309,118 +370,80 @@ def memory_usage(slot_ids: torch.Tensor, num_slots: int) -> dict:
 # ----------------------------------------------------------------------------------------------
 
 
-def _stage1_logits(dq: torch.Tensor, kx: torch.Tensor, cap: float) -> torch.Tensor:
-    """dq (B,h,k,dh), kx (B,h,N,dh) -> soft-capped logits (B,h,k,N) in (-cap, cap)."""
-    s = (dq @ kx.transpose(-2, -1)) / math.sqrt(dq.shape[-1])
-    return cap * torch.tanh(s / cap)
+def softcap(x: torch.Tensor, cap: float) -> torch.Tensor:
+    """cap·tanh(x / cap): x where |x| << cap, never beyond ±cap."""
+    return cap * torch.tanh(x / cap)
 
 
-def causal_dispatch(dq, kx, vx, q2, log_gates, valid, cap: float, chunk: int, state=None):
-    """Causal linear dispatcher attention in O(N·k·dh + N·C·(dh + k)) time and memory.
+def causal_dispatch(dq, kx, vx, q2, log_gates, valid, cap: float, chunk: int, shift, num, den):
+    """Causal linear dispatcher attention over one segment, in O(n·k·dh + n·C·(dh + k)).
 
-    Position t: interest_j(t) = num_j(t) / den_j(t), with num_j(t) = Σ_{s<=t} e_js v_s and
-    den_j(t) = Σ_{s<=t} e_js (stage 1, a prefix softmax); then
-    out_t = Σ_j softmax_j(q_t·interest_j(t)/√dh + log g_j) · interest_j(t) (stage 2).
+    Stage 1, a prefix softmax per dispatcher j over its sink and the tokens s <= t:
+        interest_j(t) = num_j(t) / den_j(t),  num_j(t) = num_j + Σ_{s<=t} e_js v_s,
+        den_j(t) = den_j + Σ_{s<=t} e_js,     e_js = exp(a_js − shift_j),
+    with a = capped logits; (num, den) (B,h,k,dh), (B,h,k) is the state before the segment.
+    At the start of a history it holds the sink alone: e_j0 = exp(a_j0 − shift_j) and
+    (e_j0·v_j0, e_j0), with shift_j = a_j0 held constant (detached), so e_j0 = 1 and the sink's
+    gradient flows through the state, never through a cancelling sum over the tokens. Stage 2:
+        out_t = Σ_j softmax_j(q_t·interest_j(t)/√dh + log g_j) · interest_j(t).
 
-    The (N, k, dh) prefix states are never formed. Chunkwise-parallel, as in chunked linear
+    The (n, k, dh) prefix states are never formed. Chunkwise-parallel, as in chunked linear
     attention: within a chunk of C tokens the terms q_t·num_j(t) and Σ_j u_tj num_j(t) are
     (C × C) lower-triangular matmuls shared by all k dispatchers; across chunks a carry
     (k, dh) per chunk holds the sums of all earlier chunks. No Python loop over N.
 
-    Stability: logits are soft-capped to (-cap, cap), so e = exp(a - cap) lies in
-    (e^{-2cap}, 1]: no overflow, and for cap = 30 no underflow in float32.
-    `state` = (num (B,h,k,dh), den (B,h,k)) summarises the tokens before this segment, so a
-    long history can be streamed segment by segment (inference in O(segment) memory).
-    Returns out (B,h,N,dh), stage-2 weights w2 (B,h,N,k), and the state after the segment.
+    Stability in float32, for any logits: exponents are relative to the sink, so they lie in
+    (−2·cap, 2·cap) (no overflow, and full precision for cap <= 20), and den >= 1 (the sink),
+    so dividing by it — forward or backward — never divides by a vanishing sum.
+    `shift` (B,h,k) must lie in (−cap, cap): the sink's capped logit.
+    Returns out (B,h,n,dh), stage-2 weights (B,h,n,k), and (num, den) after the segment.
     """
     dtype = vx.dtype
     work = torch.promote_types(dtype, torch.float32)  # never scan in half precision
-    dq, kx, vx, q2 = (t.to(work) for t in (dq, kx, vx, q2))
-    n = kx.shape[2]
+    dq, kx, vx, q2, num, den = (t.to(work) for t in (dq, kx, vx, q2, num, den))
+    n, dh = kx.shape[2], kx.shape[3]
     chunk = min(chunk, n)
-    a = _stage1_logits(dq, kx, cap).transpose(-2, -1)  # (B,h,N,k)
-    e = torch.exp(a - cap) * valid[:, None, :, None]  # (B,h,N,k), 0 at pads
-    den = torch.cumsum(e, dim=2)  # (B,h,N,k): stage-1 softmax denominators
-    if state is not None:
-        den = den + state[1].to(work)[:, :, None, :]
-    pad = (-n) % chunk  # left-pad N to a multiple of C (pads have e = 0: no effect)
-    # contiguous either way, so the chunk views below reach bmm without a copy per product
+    a = softcap(dq @ kx.transpose(-2, -1) / math.sqrt(dh), cap)  # (B,h,k,n)
+    e = torch.exp(a - shift.to(work)[..., None]).transpose(-2, -1)  # (B,h,n,k)
+    e = e * valid[:, None, :, None]  # 0 at pads
+    den_t = torch.cumsum(e, dim=2) + den[:, :, None, :]  # (B,h,n,k) >= 1
+    pad = (-n) % chunk  # left-pad n to a multiple of C (pads have e = 0: no effect)
+    # contiguous either way, so the chunk views below reach bmm without a copy per product;
+    # padded rows get den 1, so that nothing divides by 0 even in rows that are dropped
     e_c, v_c, q_c, den_c = (
-        F.pad(t, (0, 0, pad, 0)) if pad else t.contiguous() for t in (e, vx, q2, den)
+        F.pad(t, (0, 0, pad, 0), value=fill) if pad else t.contiguous()
+        for t, fill in ((e, 0.0), (vx, 0.0), (q2, 0.0), (den_t, 1.0))
     )
     b, h, np_, k = e_c.shape
     nc = np_ // chunk
     e_c, den_c = e_c.view(b, h, nc, chunk, k), den_c.view(b, h, nc, chunk, k)
-    v_c, q_c = v_c.view(b, h, nc, chunk, -1), q_c.view(b, h, nc, chunk, -1)  # (B,h,nc,C,dh)
+    v_c, q_c = v_c.view(b, h, nc, chunk, dh), q_c.view(b, h, nc, chunk, dh)  # (B,h,nc,C,dh)
     chunk_kv = e_c.transpose(-2, -1) @ v_c  # (B,h,nc,k,dh): Σ_{s in chunk} e_js v_s
-    carry = torch.cumsum(chunk_kv, dim=2)
-    num_after = carry[:, :, -1]  # (B,h,k,dh): Σ over the whole segment
-    carry = torch.cat([torch.zeros_like(carry[:, :, :1]), carry[:, :, :-1]], dim=2)  # exclusive
-    if state is not None:
-        carry = carry + state[0].to(work)[:, :, None]
-        num_after = num_after + state[0].to(work)
+    inclusive = torch.cumsum(chunk_kv, dim=2)
+    num_after = inclusive[:, :, -1] + num  # (B,h,k,dh)
+    # exclusive: the sums of all earlier chunks, plus the state before the segment
+    carry = torch.cat([torch.zeros_like(inclusive[:, :, :1]), inclusive[:, :, :-1]], dim=2)
+    carry = carry + num[:, :, None]  # (B,h,nc,k,dh)
     tril = torch.ones(chunk, chunk, dtype=torch.bool, device=e.device).tril()  # [t, s]: s <= t
     qv = (q_c @ v_c.transpose(-2, -1)).masked_fill_(~tril, 0.0)  # (B,h,nc,C,C): q_t·v_s
     qnum = qv @ e_c + q_c @ carry.transpose(-2, -1)  # (B,h,nc,C,k): q_t·num_j(t)
-    seen = den_c > 0  # False only before the first real token
-    safe = torch.where(seen, den_c, 1.0)
-    logits = qnum / safe / math.sqrt(vx.shape[-1]) + log_gates.to(work)[:, None, None, None, :]
+    logits = qnum / den_c / math.sqrt(dh) + log_gates.to(work)[:, None, None, None, :]
     w2 = logits.softmax(-1)  # (B,h,nc,C,k)
-    u = torch.where(seen, w2 / safe, 0.0)  # out_t = Σ_j u_tj num_j(t)
+    u = w2 / den_c  # out_t = Σ_j u_tj num_j(t)
     ue = (u @ e_c.transpose(-2, -1)).masked_fill_(~tril, 0.0)  # (B,h,nc,C,C): Σ_j u_tj e_js
     out = (ue @ v_c).add_(u @ carry)  # (B,h,nc,C,dh); in place: bmm's backward needs no output
-    out = out.reshape(b, h, np_, -1)[:, :, pad:]
-    return out.to(dtype), w2.reshape(b, h, np_, k)[:, :, pad:], (num_after, den[:, :, -1])
+    out = out.reshape(b, h, np_, dh)[:, :, pad:]
+    return out.to(dtype), w2.reshape(b, h, np_, k)[:, :, pad:], num_after, den_t[:, :, -1]
 
 
-def causal_dispatch_reference(dq, kx, vx, q2, log_gates, valid, cap: float):
-    """Naive O(N²·k) reference: an explicit (k, N, N) mask and softmax per position."""
-    a = _stage1_logits(dq, kx, cap)  # (B,h,k,N)
-    n = a.shape[-1]
-    allowed = torch.ones(n, n, dtype=torch.bool, device=a.device).tril()  # [t, s]: s <= t
-    allowed = allowed & valid[:, None, None, None, :]  # (B,1,1,N,N)
-    logits = a.unsqueeze(-2).expand(*a.shape[:3], n, n).masked_fill(~allowed, float("-inf"))
-    w1 = torch.nan_to_num(logits.softmax(-1))  # (B,h,k,N_t,N_s); rows with nothing visible → 0
-    interests = w1 @ vx.unsqueeze(2)  # (B,h,k,N,dh)
-    scale = 1.0 / math.sqrt(vx.shape[-1])
-    lg = log_gates[:, None, None, :]
-    w2 = (torch.einsum("bhtd,bhktd->bhtk", q2, interests) * scale + lg).softmax(-1)
-    return torch.einsum("bhtk,bhktd->bhtd", w2, interests), w2
+def stage1_weights(dq, kx, valid, cap: float, sink: torch.Tensor):
+    """Stage-1 softmax over the sink and all real tokens (what the last position reads).
 
-
-def full_dispatch(dq, kx, vx, q2, log_gates, valid, cap: float):
-    """Full (bidirectional) form: every token sees the whole history. O(N·k·dh).
-
-    Returns out (B,h,N',dh) for the N' queries in q2, stage-1 weights (B,h,k,N), stage-2
-    weights (B,h,N',k), and the interest vectors (B,h,k,dh).
-    """
-    a = _stage1_logits(dq, kx, cap)
+    Returns the token weights (B,h,k,N) and the sink's weight (B,h,k); they sum to 1."""
+    a = softcap(dq @ kx.transpose(-2, -1) / math.sqrt(dq.shape[-1]), cap)  # (B,h,k,N)
     a = a.masked_fill(~valid[:, None, None, :], float("-inf"))
-    w1 = torch.nan_to_num(a.softmax(-1))  # (B,h,k,N)
-    interests = w1 @ vx  # (B,h,k,dh)
-    scale = 1.0 / math.sqrt(vx.shape[-1])
-    w2 = ((q2 @ interests.transpose(-2, -1)) * scale + log_gates[:, None, None, :]).softmax(-1)
-    return w2 @ interests, w1, w2, interests
-
-
-def full_dispatch_reference(dq, kx, vx, q2, log_gates, valid, cap: float):
-    """Naive reference of the full form, one dispatcher and one token at a time."""
-    b, h, k, dh = dq.shape
-    out = torch.zeros_like(q2)
-    scale = 1.0 / math.sqrt(dh)
-    for bi in range(b):
-        idx = valid[bi].nonzero().flatten()
-        for hi in range(h):
-            interests = []
-            for j in range(k):
-                s = (kx[bi, hi, idx] @ dq[bi, hi, j]) * scale
-                w = torch.softmax(cap * torch.tanh(s / cap), 0)
-                interests.append(w @ vx[bi, hi, idx])
-            interests = torch.stack(interests)  # (k, dh)
-            for t in range(q2.shape[2]):
-                w2 = torch.softmax(interests @ q2[bi, hi, t] * scale + log_gates[bi], 0)
-                out[bi, hi, t] = w2 @ interests
-    return out
+    w = torch.cat([sink.unsqueeze(-1), a], -1).softmax(-1)  # (B,h,k,1+N)
+    return w[..., 1:], w[..., 0]
 
 
 def local_attention(q, k, v, valid, window: int):
@@ -454,29 +477,39 @@ def local_attention(q, k, v, valid, window: int):
     return out * valid[:, None, :, None]
 
 
-def local_attention_reference(q, k, v, valid, window: int):
-    """Naive reference: an explicit (N × N) banded causal mask."""
-    n = k.shape[2]
-    t = torch.arange(n)[:, None]
-    s = torch.arange(n)[None, :]
-    allowed = (s <= t) & (s > t - window) & valid[:, None, None, :]  # (B,1,N,N)
-    scores = (q @ k.transpose(-2, -1)) / math.sqrt(k.shape[-1])
-    w = torch.nan_to_num(scores.masked_fill(~allowed, float("-inf")).softmax(-1))
-    return (w @ v) * valid[:, None, :, None]
+class Dispatchers(NamedTuple):
+    """A layer's per-user dispatcher terms, computed once per history."""
+
+    queries: torch.Tensor  # (B,h,k,dh): stage-1 queries
+    sink_logit: torch.Tensor  # (B,h,k): each dispatcher's capped logit on itself (< cap)
+    sink_value: torch.Tensor  # (B,h,k,dh): its value, what it returns with nothing in view
+    log_gates: torch.Tensor  # (B,k): stage-2 prior (−inf = knocked out)
 
 
-@dataclass
-class LayerOutput:
-    hidden: torch.Tensor  # (B, N', d)
-    stage1: torch.Tensor | None = None  # (B, h, k, N)
-    stage2: torch.Tensor | None = None  # (B, h, N, k)
-    interests: torch.Tensor | None = None  # (B, k, d)
+class LayerState(NamedTuple):
+    """What a causal layer carries from one segment to the next."""
+
+    num: torch.Tensor  # (B,h,k,dh): Σ e·v over the sink and the tokens so far
+    den: torch.Tensor  # (B,h,k): Σ e, >= 1
+    tail_k: torch.Tensor  # (B,h,w',dh): keys of the last w' <= w_l tokens (local window)
+    tail_v: torch.Tensor  # (B,h,w',dh)
+    tail_valid: torch.Tensor  # (B,w')
+
+
+@dataclass(frozen=True)
+class Branches:
+    dispatch: bool = True  # the dispatcher branch (stages 1 and 2)
+    window: bool = True  # the local-window branch
 
 
 class LinearDispatcherAttention(nn.Module):
-    """Pre-LN layer: x + dispatch(LN(x)), then x + FFN(LN(x)). Per head, the dispatchers give the
-    stage-1 queries; tokens give keys and values; tokens query the interest vectors in stage 2,
-    whose log-gates are a prior over the k interests (how retrieval reaches the loss)."""
+    """Pre-LN layer: x + dispatch(LN(x)) [+ local window], then x + FFN(LN(x)).
+
+    Per head, the dispatchers give the stage-1 queries; tokens give keys and values; tokens
+    query the interest vectors in stage 2, whose log-gates are a prior over the k interests
+    (how retrieval reaches the loss). `forward` is the causal segment step; `last` is the
+    output of the last position only (inference); `maps` gives the attention weights.
+    """
 
     def __init__(self, config: ElasticConfig) -> None:
         super().__init__()
@@ -500,99 +533,87 @@ class LinearDispatcherAttention(nn.Module):
         b, n, d = t.shape
         return t.view(b, n, self.h, d // self.h).transpose(1, 2)  # (B, h, n, dh)
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        dispatchers: torch.Tensor,
-        log_gates: torch.Tensor,
-        valid: torch.Tensor,
-        form: str = "causal",
-        want_weights: bool = False,
-        dispatch: bool = True,
-        window: bool = True,
-    ) -> LayerOutput:
-        """x (B,N,d), dispatchers (B,k,d), log_gates (B,k), valid (B,N).
+    def _tokens(self, x: torch.Tensor):
+        """Keys, values and stage-2 queries of tokens x (B,n,d), each (B,h,n,dh)."""
+        return tuple(self._heads(t) for t in self.token_kvq(self.norm1(x)).split(x.shape[-1], -1))
 
-        form: "causal" (position t sees <= t), "full" (every token sees all), or "last"
-        (only the last position's output, which is the same in both forms). `dispatch` and
-        `window` switch a branch off (interventions).
-        """
-        b, _n, d = x.shape
-        kx, vx, q2 = (self._heads(t) for t in self.token_kvq(self.norm1(x)).split(d, -1))
+    def prepare(self, dispatchers: torch.Tensor, log_gates: torch.Tensor) -> Dispatchers:
+        """dispatchers (B,k,d) -> their stage-1 queries, and each one seen as a token (sink)."""
         dq = self._heads(self.dispatcher_q(dispatchers))  # (B,h,k,dh)
-        out = LayerOutput(hidden=x)
-        if form == "causal":
-            y, w2, _ = causal_dispatch(dq, kx, vx, q2, log_gates, valid, self.cap, self.chunk)
-            if want_weights:
-                _, out.stage1, _, interests = full_dispatch(
-                    dq, kx, vx, q2[:, :, -1:], log_gates, valid, self.cap
-                )
-                out.stage2 = w2
-        else:
-            queries = q2 if form == "full" else q2[:, :, -1:]
-            y, out.stage1, out.stage2, interests = full_dispatch(
-                dq, kx, vx, queries, log_gates, valid, self.cap
-            )
-            x = x if form == "full" else x[:, -1:]
-        if not dispatch:
+        kd, vd, _ = self._tokens(dispatchers)
+        sink = softcap((dq * kd).sum(-1) / math.sqrt(dq.shape[-1]), self.cap)  # (B,h,k)
+        return Dispatchers(dq, sink, vd, log_gates)
+
+    def initial_state(self, terms: Dispatchers) -> LayerState:
+        """The state before any token: each dispatcher has seen only itself."""
+        b, h, _k, dh = terms.queries.shape
+        sink = torch.exp(terms.sink_logit - terms.sink_logit.detach())  # 1, with a gradient
+        empty = terms.queries.new_zeros(b, h, 0, dh)
+        return LayerState(sink.unsqueeze(-1) * terms.sink_value, sink, empty, empty,
+                          torch.zeros(b, 0, dtype=torch.bool, device=empty.device))
+
+    def forward(self, x: torch.Tensor, terms: Dispatchers, valid: torch.Tensor,
+                state: LayerState, branches: Branches = Branches()):
+        """The causal segment step: x (B,n,d) and valid (B,n) are the n tokens that follow
+        `state`. Returns (output (B,n,d), the state after them, stage-2 weights (B,h,n,k))."""
+        n = x.shape[1]
+        kx, vx, q2 = self._tokens(x)
+        y, w2, num, den = causal_dispatch(terms.queries, kx, vx, q2, terms.log_gates, valid,
+                                          self.cap, self.chunk, terms.sink_logit.detach(),
+                                          state.num, state.den)
+        if not branches.dispatch:
             y = torch.zeros_like(y)
-        if self.local_window and window:
-            if form == "last":  # the last query reads the last w tokens
-                w = slice(-self.local_window, None)
-                scores = (q2[:, :, -1:] @ kx[:, :, w].transpose(-2, -1)) / math.sqrt(kx.shape[-1])
-                scores = scores.masked_fill(~valid[:, None, None, w], torch.finfo(y.dtype).min)
-                y = y + scores.softmax(-1) @ vx[:, :, w]  # (B,h,1,dh)
-            else:
-                y = y + local_attention(q2, kx, vx, valid, self.local_window)
-        if want_weights:
-            out.interests = interests.transpose(1, 2).reshape(b, -1, d)  # (B,k,d)
-        y = self.proj(y.transpose(1, 2).reshape(b, y.shape[2], d))  # (B, N', d)
-        x = x + self.dropout(y)
-        out.hidden = x + self.ffn(self.norm2(x))
-        return out
-
-
-    def stream(self, x, dispatchers, log_gates, valid, segment: int, recompute: bool = False):
-        """The causal form, `segment` tokens at a time: the stage-1 state (num, den) and the
-        last w keys/values of the local window carry across segments, so activations exist for
-        one segment at a time. Inference: O(B·segment·d) memory whatever N is. Training with
-        `recompute`: each segment keeps only its inputs and rebuilds its activations in
-        backward (gradients flow through the carried state). Equals `forward(form="causal")`.
-        """
-        b, _n, d = x.shape
-        dq = self._heads(self.dispatcher_q(dispatchers))
-        dh = d // self.h
-        state = (x.new_zeros(b, self.h, dq.shape[2], dh), x.new_zeros(b, self.h, dq.shape[2]))
-        tail = (x.new_zeros(b, self.h, 0, dh), x.new_zeros(b, self.h, 0, dh),
-                valid.new_zeros(b, 0))  # (k, v, valid) of the last w tokens seen
-        outs = []
-        # split, not x[:, s0:s0+S]: a slice's backward fills a zero tensor of x's full size,
-        # once per segment, which made training O(N²/S) in time
-        for xs, vs in zip(x.split(segment, 1), valid.split(segment, 1), strict=True):
-            args = (xs, vs, dq, log_gates, *state, *tail)
-            if recompute:
-                out, *carry = checkpoint(self._segment, *args, use_reentrant=False)
-            else:
-                out, *carry = self._segment(*args)
-            state, tail = tuple(carry[:2]), tuple(carry[2:])
-            outs.append(out)
-        return torch.cat(outs, 1)
-
-    def _segment(self, xs, vs, dq, log_gates, num, den, tail_k, tail_v, tail_valid):
-        b, _, d = xs.shape
-        kx, vx, q2 = (self._heads(t) for t in self.token_kvq(self.norm1(xs)).split(d, -1))
-        y, _, (num, den) = causal_dispatch(dq, kx, vx, q2, log_gates, vs, self.cap, self.chunk,
-                                           (num, den))
+        tail_k, tail_v, tail_valid = state.tail_k, state.tail_v, state.tail_valid
         if self.local_window:
-            kk, vv = torch.cat([tail_k, kx], 2), torch.cat([tail_v, vx], 2)
-            mm = torch.cat([tail_valid, vs], 1)
-            qq = F.pad(q2, (0, 0, kk.shape[2] - q2.shape[2], 0))  # no queries for the tail
-            y = y + local_attention(qq, kk, vv, mm, self.local_window)[:, :, -q2.shape[2] :]
+            keys = torch.cat([tail_k, kx], 2)
+            values = torch.cat([tail_v, vx], 2)
+            keys_valid = torch.cat([tail_valid, valid], 1)
+            if branches.window:
+                queries = F.pad(q2, (0, 0, keys.shape[2] - n, 0))  # no queries for the tail
+                y = y + local_attention(queries, keys, values, keys_valid,
+                                        self.local_window)[:, :, -n:]
             w = self.local_window
-            tail_k, tail_v, tail_valid = kk[:, :, -w:], vv[:, :, -w:], mm[:, -w:]
-        y = self.proj(y.transpose(1, 2).reshape(b, -1, d))
-        xs = xs + self.dropout(y)
-        return xs + self.ffn(self.norm2(xs)), num, den, tail_k, tail_v, tail_valid
+            tail_k, tail_v, tail_valid = keys[:, :, -w:], values[:, :, -w:], keys_valid[:, -w:]
+        return (self._residual(x, y), LayerState(num, den, tail_k, tail_v, tail_valid), w2)
+
+    def last(self, x: torch.Tensor, terms: Dispatchers, valid: torch.Tensor,
+             branches: Branches = Branches()) -> torch.Tensor:
+        """Output of the last position only (B,1,d): stage 1 is one softmax over the whole
+        history, stage 2 and the window one query. Equals forward(...)[0][:, -1:]."""
+        kx, vx, q2 = self._tokens(x)
+        q_last = q2[:, :, -1:]  # (B,h,1,dh)
+        y = torch.zeros_like(q_last)
+        if branches.dispatch:
+            w1, sink = stage1_weights(terms.queries, kx, valid, self.cap, terms.sink_logit)
+            interests = w1 @ vx + sink.unsqueeze(-1) * terms.sink_value  # (B,h,k,dh)
+            y = _stage2(q_last, interests, terms.log_gates)[0]
+        if self.local_window and branches.window:
+            w = self.local_window
+            scores = (q_last @ kx[:, :, -w:].transpose(-2, -1)) / math.sqrt(kx.shape[-1])
+            scores = scores.masked_fill(~valid[:, None, None, -w:], torch.finfo(y.dtype).min)
+            y = y + scores.softmax(-1) @ vx[:, :, -w:]  # (B,h,1,dh)
+        return self._residual(x[:, -1:], y)
+
+    def maps(self, x: torch.Tensor, terms: Dispatchers, valid: torch.Tensor):
+        """Stage-1 weights of the last position's interest vectors: tokens (B,h,k,N), sink
+        (B,h,k), and the interest vectors (B,k,d) they make."""
+        kx, vx, _ = self._tokens(x)
+        w1, sink = stage1_weights(terms.queries, kx, valid, self.cap, terms.sink_logit)
+        interests = w1 @ vx + sink.unsqueeze(-1) * terms.sink_value  # (B,h,k,dh)
+        b, d = x.shape[0], x.shape[-1]
+        return w1, sink, interests.transpose(1, 2).reshape(b, -1, d)
+
+    def _residual(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        b, _, n, _ = y.shape
+        x = x + self.dropout(self.proj(y.transpose(1, 2).reshape(b, n, x.shape[-1])))
+        return x + self.ffn(self.norm2(x))
+
+
+def _stage2(q: torch.Tensor, interests: torch.Tensor, log_gates: torch.Tensor):
+    """q (B,h,n,dh) over interests (B,h,k,dh) -> out (B,h,n,dh), weights (B,h,n,k)."""
+    scale = 1.0 / math.sqrt(q.shape[-1])
+    w2 = ((q @ interests.transpose(-2, -1)) * scale + log_gates[:, None, None, :]).softmax(-1)
+    return w2 @ interests, w2
 
 
 # ----------------------------------------------------------------------------------------------
@@ -626,66 +647,82 @@ class ElasticModel(SequentialRecommender):
         auto = self.config.max_len >= 512  # long histories are memory-bound, short ones are not
         return auto if self.config.recompute is None else self.config.recompute
 
-    def retrieve(self, item_ids: torch.Tensor) -> tuple[Retrieval, torch.Tensor]:
-        """Query from the whole history -> (retrieval, query)."""
-        if self.recompute and torch.is_grad_enabled():  # rebuilt in backward, like the layers
-            query = checkpoint(self._query, item_ids, use_reentrant=False)
-        else:
-            query = self._query(item_ids)
-        return self.memory(query), query
+    def parameter_groups(self) -> list[tuple[list[nn.Parameter], float]]:
+        """(parameters, learning-rate scale): the memory's values and sub-keys learn at
+        `memory_lr_scale` × the model's rate — each slot is updated only by the users who
+        retrieve it, so it sees far fewer updates than a dense weight."""
+        memory = list(self.memory.parameters())
+        ids = {id(p) for p in memory}
+        rest = [p for p in self.parameters() if id(p) not in ids]
+        return [(rest, 1.0), (memory, self.config.memory_lr_scale)]
 
-    def _query(self, item_ids: torch.Tensor) -> torch.Tensor:
-        return self.query_net(self.embedding(item_ids), item_ids != PAD)  # (B, d_q)
+    # -------------------------------------------------------------------------- retrieval
 
-    def _run_layers(self, x, retrieval, valid, last_form: str, want_weights: bool,
-                    intervention: Intervention | None = None):
-        outputs = []
-        log_gates = retrieval.gates.clamp_min(1e-9).log()
-        recompute = self.recompute and torch.is_grad_enabled() and not want_weights
-        change = intervention or Intervention()
-        if change.knockout:
-            log_gates = log_gates.clone()
-            log_gates[:, list(change.knockout)] = float("-inf")
-        for i, layer in enumerate(self.layers):
-            form = last_form if i == len(self.layers) - 1 else "causal"
-            if recompute and form == "causal" and intervention is None:
-                x = layer.stream(x, retrieval.dispatchers, log_gates, valid,
-                                 self.config.stream_segment, recompute=True)
-                continue
-            o = layer(x, retrieval.dispatchers, log_gates, valid, form, want_weights,
-                      dispatch=change.dispatch, window=change.local_window)
-            x = o.hidden
-            outputs.append(o)
-        return self.final_norm(x), outputs
+    def query(self, item_ids: torch.Tensor) -> torch.Tensor:
+        """The retrieval query (B, d_q) of each history."""
+        return self.query_net(self.embedding(item_ids), item_ids != PAD)
 
-    def _stream_layers(self, x, retrieval, valid) -> torch.Tensor:
-        """Inference: layers 1..L-1 streamed segment by segment, the last one for the last
-        position only (its stage 1 is one pass over the history)."""
-        log_gates = retrieval.gates.clamp_min(1e-9).log()
-        for layer in self.layers[:-1]:
-            x = layer.stream(x, retrieval.dispatchers, log_gates, valid, self.config.stream_segment)
-        x = self.layers[-1](x, retrieval.dispatchers, log_gates, valid, "last").hidden
-        return self.final_norm(x)
-
-    def encode(self, item_ids: torch.Tensor, context_len: torch.Tensor | None = None):
-        """Causal hidden states (B, N, d). The query reads the first `context_len` real items
-        (default: the whole history)."""
-        query_ids = item_ids if context_len is None else take_prefix(item_ids, context_len)
-        retrieval, _ = self.retrieve(query_ids)
-        hidden, _ = self._run_layers(
-            self.embedding(item_ids), retrieval, item_ids != PAD, "causal", False
-        )
-        return hidden
-
-    def _retrieve_under(self, item_ids: torch.Tensor, change: Intervention):
-        """Retrieval for `item_ids` under an intervention -> (retrieval, query)."""
+    def retrieve(self, item_ids: torch.Tensor, change: Intervention | None = None):
+        """-> (retrieval, query): the user's k experts, read from `item_ids` (or as
+        `change` says: another history, a prefix, forced slots)."""
+        change = change or Intervention()
         query_ids = item_ids if change.donor_ids is None else change.donor_ids
         if change.query_context is not None:
             query_ids = take_prefix(query_ids, change.query_context)
-        if change.slot_ids is None:
-            return self.retrieve(query_ids)
-        query = self._query(query_ids)
-        return self.memory.for_slots(query, change.slot_ids), query
+        if self.recompute and torch.is_grad_enabled():  # rebuilt in backward, like the layers
+            query = checkpoint(self.query, query_ids, use_reentrant=False)
+        else:
+            query = self.query(query_ids)
+        if change.slot_ids is not None:
+            return self.memory.for_slots(query, change.slot_ids), query
+        return self.memory(query), query
+
+    def _terms(self, retrieval: Retrieval, change: Intervention) -> list[Dispatchers]:
+        log_gates = retrieval.log_gates
+        if change.knockout:
+            log_gates = log_gates.clone()
+            log_gates[:, list(change.knockout)] = float("-inf")
+        return [layer.prepare(retrieval.dispatchers, log_gates) for layer in self.layers]
+
+    # -------------------------------------------------------------------------- layers
+
+    def _causal(self, layer, x, terms, valid, branches, want_weights: bool = False):
+        """One layer over the whole history, segment by segment: (B,N,d) and, if asked, the
+        stage-2 weights (B,h,N,k)."""
+        state = layer.initial_state(terms)
+        recompute = self.recompute and torch.is_grad_enabled()
+        outs, weights = [], []
+        # split, not x[:, s0:s0+S]: a slice's backward fills a zero tensor of x's full size,
+        # once per segment, which made training O(N²/S) in time
+        segment = self.config.stream_segment
+        for xs, vs in zip(x.split(segment, 1), valid.split(segment, 1), strict=True):
+            if recompute:
+                out, state, w2 = checkpoint(layer, xs, terms, vs, state, branches,
+                                            use_reentrant=False)
+            else:
+                out, state, w2 = layer(xs, terms, vs, state, branches)
+            outs.append(out)
+            if want_weights:
+                weights.append(w2)
+        hidden = outs[0] if len(outs) == 1 else torch.cat(outs, 1)
+        return hidden, (torch.cat(weights, 2) if want_weights else None)
+
+    def encode(self, item_ids: torch.Tensor, context_len: torch.Tensor | None = None,
+               intervention: Intervention | None = None) -> torch.Tensor:
+        """Causal hidden states (B, N, d): position t sees items <= t. The query reads the
+        first `context_len` real items (default: the whole history)."""
+        change = intervention or Intervention()
+        if context_len is not None:
+            change = replace(change, query_context=context_len)
+        retrieval, _ = self.retrieve(item_ids, change)
+        return self._encode(item_ids, retrieval, change)[0]
+
+    def _encode(self, item_ids, retrieval: Retrieval, change: Intervention):
+        x, valid = self.embedding(item_ids), item_ids != PAD
+        branches = Branches(change.dispatch, change.local_window)
+        for layer, terms in zip(self.layers, self._terms(retrieval, change), strict=True):
+            x, _ = self._causal(layer, x, terms, valid, branches)
+        return self.final_norm(x), retrieval
 
     def forward(
         self,
@@ -695,34 +732,46 @@ class ElasticModel(SequentialRecommender):
     ):
         """Next-item logits (B, |I|+1) at the last position (and the intermediates).
 
-        `intervention` changes the pass (knock out dispatchers, another user's experts, forced
-        slots, a branch off): what the app's experiments and `elastic.ablation` use."""
-        if intervention is not None:
-            retrieval, query = self._retrieve_under(item_ids, intervention)
-        else:
-            retrieval, query = self.retrieve(item_ids)
-        x = self.embedding(item_ids)
-        valid = item_ids != PAD
-        if not return_intermediates and intervention is not None:
-            hidden, _ = self._run_layers(x, retrieval, valid, "last", False, intervention)
-            return self.scores(hidden[:, -1])
-        if not return_intermediates:
-            if torch.is_grad_enabled() or self.training:
-                hidden, _ = self._run_layers(x, retrieval, valid, "last", False)
-            else:
-                hidden = self._stream_layers(x, retrieval, valid)
-            return self.scores(hidden[:, -1])
-        hidden, outs = self._run_layers(x, retrieval, valid, "causal", True, intervention)
+        Layers 1..L-1 run causally segment by segment; the last layer computes the last
+        position only. `intervention` changes the pass (knock out dispatchers, another user's
+        experts, forced slots, a branch off): what the app's experiments and
+        `elastic.ablation` use."""
+        change = intervention or Intervention()
+        retrieval, query = self.retrieve(item_ids, change)
+        if return_intermediates:
+            return self._with_intermediates(item_ids, retrieval, query, change)
+        x, valid = self.embedding(item_ids), item_ids != PAD
+        branches = Branches(change.dispatch, change.local_window)
+        terms = self._terms(retrieval, change)
+        for layer, layer_terms in zip(self.layers[:-1], terms[:-1], strict=True):
+            x, _ = self._causal(layer, x, layer_terms, valid, branches)
+        x = self.layers[-1].last(x, terms[-1], valid, branches)
+        return self.scores(self.final_norm(x)[:, -1])
+
+    def _with_intermediates(self, item_ids, retrieval, query, change):
+        x, valid = self.embedding(item_ids), item_ids != PAD
+        branches = Branches(change.dispatch, change.local_window)
+        stage1, sinks, stage2, interests = [], [], [], []
+        for layer, terms in zip(self.layers, self._terms(retrieval, change), strict=True):
+            w1, sink, vectors = layer.maps(x, terms, valid)
+            x, w2 = self._causal(layer, x, terms, valid, branches, want_weights=True)
+            stage1.append(w1)
+            sinks.append(sink)
+            stage2.append(w2)
+            interests.append(vectors)
         inter = ElasticIntermediates(
-            stage1_weights=torch.stack([o.stage1 for o in outs], 1),
-            stage2_weights=torch.stack([o.stage2 for o in outs], 1),
+            stage1_weights=torch.stack(stage1, 1),
+            stage2_weights=torch.stack(stage2, 1),
             slot_ids=retrieval.slot_ids,
             gates=retrieval.gates,
             query=query,
-            interest_vectors=torch.stack([o.interests for o in outs], 1),
+            interest_vectors=torch.stack(interests, 1),
             memory_scores=retrieval.scores,
+            stage1_sink=torch.stack(sinks, 1),
         )
-        return self.scores(hidden[:, -1]), inter
+        return self.scores(self.final_norm(x)[:, -1]), inter
+
+    # -------------------------------------------------------------------------- training
 
     def sample_context(self, input_ids: torch.Tensor) -> torch.Tensor:
         """Training context length c per sequence: U{1 .. max(1, frac·len)}."""
@@ -747,13 +796,13 @@ class ElasticModel(SequentialRecommender):
         target_ids: torch.Tensor,
         context_len: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        """Cross-entropy at the positions after the query's context, plus the weighted slot
+        balance term. Goes through `encode`, the path the leakage test holds causal."""
         if context_len is None:
             context_len = self.sample_context(input_ids)
-        query_ids = take_prefix(input_ids, context_len)
-        retrieval, _ = self.retrieve(query_ids)
-        hidden, _ = self._run_layers(
-            self.embedding(input_ids), retrieval, input_ids != PAD, "causal", False
-        )
+        change = Intervention(query_context=context_len)
+        retrieval, _ = self.retrieve(input_ids, change)
+        hidden, _ = self._encode(input_ids, retrieval, change)
         targets = target_ids.masked_fill(~self.loss_mask(input_ids, context_len), PAD)
         loss = self.loss_from_hidden(hidden, targets)
         if self.config.balance_weight and self.training:

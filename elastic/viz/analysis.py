@@ -25,7 +25,8 @@ class UserView:
     history: np.ndarray  # (n,) item ids the model reads, oldest first (the test history's tail)
     held_out: int  # the item that follows `history` (the leave-one-out test target)
     logits: np.ndarray  # (|I|+1,) next-item scores; column 0 is -inf
-    stage1: np.ndarray  # (L, h, k, n): dispatcher j's weights over the history (rows sum to 1)
+    stage1: np.ndarray  # (L, h, k, n): dispatcher j's weights over the history
+    stage1_sink: np.ndarray  # (L, h, k): the weight j keeps on itself; with stage1, sums to 1
     stage2: np.ndarray  # (L, h, n, k): token t's weights over the k interests (rows sum to 1)
     slot_ids: np.ndarray  # (k,) memory slots of the dispatchers, best first
     gates: np.ndarray  # (k,) their gates (sum to 1)
@@ -53,6 +54,7 @@ def elastic_user_view(model: ElasticModel, data: InteractionData, user_index: in
         held_out=held_out,
         logits=logits[0].float().cpu().numpy(),
         stage1=inter.stage1_weights[0, ..., -n:].float().cpu().numpy(),  # (L, h, k, n)
+        stage1_sink=inter.stage1_sink[0].float().cpu().numpy(),  # (L, h, k)
         stage2=inter.stage2_weights[0, :, :, -n:].float().cpu().numpy(),  # (L, h, n, k)
         slot_ids=inter.slot_ids[0].cpu().numpy(),
         gates=inter.gates[0].float().cpu().numpy(),

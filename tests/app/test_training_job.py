@@ -10,7 +10,7 @@ import pytest
 from elastic.app_support import TrainingJob, TrainRequest
 
 TINY_DATA = dict(
-    num_users=60, num_items=60, num_interests=4, interests_per_user=2, min_seq_len=8,
+    num_users=60, num_items=60, planted_interests=4, interests_per_user=2, min_seq_len=8,
     max_seq_len=15, seed=1,
 )  # fmt: skip
 TINY_MODEL = dict(

@@ -15,7 +15,7 @@ SMALL = ["--max-len", "12", "--d-model", "16", "--layers", "1", "--k", "4", "--s
 @pytest.fixture(scope="module")
 def dataset_file(tmp_path_factory):
     """A small SASRec-format file (`user item` per line, chronological)."""
-    data = make_synthetic(SyntheticConfig(num_users=40, num_items=30, num_interests=3,
+    data = make_synthetic(SyntheticConfig(num_users=40, num_items=30, planted_interests=3,
                                           min_seq_len=6, max_seq_len=12, seed=2))
     path = tmp_path_factory.mktemp("data") / "tiny.txt"
     lines = [f"{user} {item}" for user, items in zip(data.user_ids, data.sequences, strict=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -17,7 +18,7 @@ from elastic.data import (
 )
 
 SMALL = SyntheticConfig(
-    num_users=200, num_items=120, num_interests=6, min_seq_len=20, max_seq_len=40
+    num_users=200, num_items=240, planted_interests=6, facets=2, min_seq_len=20, max_seq_len=40
 )
 
 
@@ -37,67 +38,120 @@ def test_same_seed_same_data_different_seed_different(small):
 
 def test_shapes_and_ground_truth(small):
     truth = small.truth
-    assert small.num_users == 200 and small.num_items == 120
-    assert truth.item_interest.shape == (121,) and truth.item_interest[0] == -1
-    assert set(truth.item_interest[1:].tolist()) == set(range(6))
-    assert np.bincount(truth.item_interest[1:]).tolist() == [20] * 6  # balanced interests
+    assert small.num_users == 200 and small.num_items == 240
+    assert truth.item_interest.shape == (241,) and truth.item_interest[0] == -1
+    assert np.bincount(truth.item_interest[1:]).tolist() == [40] * 6  # balanced interests
+    assert np.bincount(truth.item_interest[1:] * 2 + truth.item_facet[1:]).tolist() == [20] * 12
     assert truth.interest_names == [f"I{g}" for g in range(6)]
     assert len(truth.user_interests) == small.num_users
-    for items, interests in zip(small.sequences, truth.user_interests, strict=True):
+    for items, interests, rotation in zip(small.sequences, truth.user_interests,
+                                          truth.user_rotation, strict=True):
         assert 20 <= len(items) <= 40
-        assert items.dtype == np.int64 and items.min() >= 1 and items.max() <= 120
+        assert items.dtype == np.int64 and items.min() >= 1 and items.max() <= 240
         assert len(np.unique(items)) == len(items)  # no repeats within a user
         # the planted interest of each step is the interest of the item drawn at that step
         assert np.array_equal(interests, truth.item_interest[items])
+        assert set(interests.tolist()) <= set(rotation.tolist())
 
 
-def test_titles_and_genres_name_the_interest(small):
-    interest = small.truth.item_interest[17]
-    assert small.item_label(17) == f"I{interest} · item 17"
+def test_titles_and_genres_name_the_interest_and_facet(small):
+    interest, facet = small.truth.item_interest[17], small.truth.item_facet[17]
+    assert small.item_label(17) == f"I{interest}{'ab'[facet]} · item 17"
     assert small.item_genres[17] == f"I{interest}"
     assert small.item_titles[0] == "" and small.item_genres[0] == ""
 
 
-def test_interests_persist_and_users_hold_few(small):
-    runs, held = [], []
-    for interests in small.truth.user_interests:
-        switches = np.flatnonzero(np.diff(interests) != 0)
-        runs.append(len(interests) / (len(switches) + 1))
-        held.append(len(np.unique(interests)))
-    assert np.mean(runs) > 4  # switch_prob 0.15: runs of ~7 steps
-    assert np.median(held) <= SMALL.interests_per_user + 1  # drift adds about one at most
+def _sessions(interests: np.ndarray) -> list[tuple[int, int]]:
+    """(interest, length) of each run of one interest."""
+    bounds = np.flatnonzero(np.diff(interests)) + 1
+    return [(int(run[0]), run.size) for run in np.split(interests, bounds)]
 
 
-def test_next_item_is_predictable_from_recent_items(small):
-    """A last-item transition table beats popularity by far on the test targets."""
-    split = leave_one_out(small)
-    train_items = np.concatenate(split.test_history)
-    popularity = np.bincount(train_items, minlength=small.num_items + 1).astype(float)
-    transitions = np.zeros((small.num_items + 1, small.num_items + 1))
-    for history in split.test_history:
-        np.add.at(transitions, (history[:-1], history[1:]), 1.0)
-    hits = {"popularity": 0, "transitions": 0}
+def test_sessions_rotate_through_the_held_interests(small):
+    for interests, rotation in zip(small.truth.user_interests, small.truth.user_rotation,
+                                   strict=True):
+        runs = _sessions(interests)
+        # every session but the first and the last (cut by the phase) has session_len items
+        assert all(length == SMALL.session_len for _, length in runs[1:-1])
+        order = rotation.tolist()
+        for (a, _), (b, _) in itertools.pairwise(runs):
+            assert order[(order.index(a) + 1) % len(order)] == b
+
+
+def test_users_prefer_their_facet_at_the_configured_rate(small):
+    truth, inside = small.truth, []
+    for items, rotation, tastes in zip(small.sequences, truth.user_rotation, truth.user_tastes,
+                                       strict=True):
+        taste_of = dict(zip(rotation.tolist(), tastes.tolist(), strict=True))
+        preferred = [taste_of[g] for g in truth.item_interest[items]]
+        inside.append(np.mean(truth.item_facet[items] == preferred))
+    assert np.mean(inside) == pytest.approx(SMALL.taste, abs=0.04)
+
+
+def test_session_starts_need_memory_beyond_the_local_window_and_are_not_tied_to_the_end():
+    """The next interest at a session start is absent from the last 2·session_len items but
+    present earlier in the history (long-range memory, beyond a local window of 8); and the
+    test target is a session start about once in session_len users, as anywhere else (the
+    sequence end has a random phase: no position near the end is special)."""
+    data = make_synthetic(SyntheticConfig(num_users=600, num_items=400, planted_interests=8,
+                                          facets=2, min_seq_len=30, max_seq_len=50))
+    split = leave_one_out(data)
+    starts = 0
     for history, target in zip(split.test_history, split.test_target, strict=True):
-        for name, scores in (
-            ("popularity", popularity.copy()),
-            ("transitions", transitions[history[-1]] + 1e-3 * popularity),
-        ):
-            scores[0] = -np.inf
-            scores[history] = -np.inf
-            hits[name] += target in np.argsort(-scores)[:10]
-    assert hits["transitions"] > 3 * hits["popularity"]
-    assert hits["transitions"] / split.num_users > 0.3
+        interests = data.truth.item_interest
+        if interests[target] == interests[history[-1]]:
+            continue
+        starts += 1
+        recent = interests[history[-2 * SyntheticConfig().session_len :]]
+        assert interests[target] not in recent
+        assert interests[target] in interests[history]
+    assert starts / split.num_users == pytest.approx(1 / SyntheticConfig().session_len, abs=0.05)
+
+
+def test_one_summary_per_interest_beats_the_recent_items_and_the_history_average():
+    """Three scorers that know the catalogue's facets and read a user's history: the facets of
+    the last 8 items (a local window), of the whole history (an average), and the facet the
+    rotation says comes next (one summary per interest: the user's facet of the next one). At
+    session starts only the last finds the target's facet."""
+    data = make_synthetic(SyntheticConfig(num_users=400, num_items=400, planted_interests=8,
+                                          facets=2, min_seq_len=30, max_seq_len=50, seed=1))
+    truth = data.truth
+    facet_of = truth.item_interest * 2 + truth.item_facet  # a global facet id
+    hits = {"window": 0, "average": 0, "per interest": 0}
+    starts = 0
+    for items in data.sequences:
+        history, target = items[:-1], items[-1]
+        if truth.item_interest[target] == truth.item_interest[history[-1]]:
+            continue
+        starts += 1
+        current = truth.item_interest[history[-1]]
+        previous = next(g for g in truth.item_interest[history[::-1]] if g != current)
+        # the held interest that is neither the current nor the previous one, and its facet
+        later = [i for i in history if truth.item_interest[i] not in (current, previous)]
+        guesses = {
+            "window": np.bincount(facet_of[history[-8:]]).argmax(),
+            "average": np.bincount(facet_of[history]).argmax(),
+            "per interest": np.bincount(facet_of[later]).argmax() if later else -1,
+        }
+        for name, facet in guesses.items():
+            hits[name] += facet == facet_of[target]
+    assert starts > 50
+    assert hits["per interest"] / starts > 0.7
+    assert hits["window"] / starts < 0.05
+    assert hits["average"] / starts < 0.5
 
 
 def test_invalid_config_is_a_data_error():
-    with pytest.raises(DataError, match="max_seq_len=600 exceeds num_items=500"):
-        SyntheticConfig(max_seq_len=600)
+    with pytest.raises(DataError, match="max_seq_len=400 exceeds the 375 items"):
+        SyntheticConfig(max_seq_len=400)
     with pytest.raises(DataError, match="interests_per_user"):
-        SyntheticConfig(num_interests=2, interests_per_user=3)
-    with pytest.raises(DataError, match="switch_prob"):
-        SyntheticConfig(switch_prob=1.5)
+        SyntheticConfig(planted_interests=2, interests_per_user=3)
+    with pytest.raises(DataError, match="taste"):
+        SyntheticConfig(taste=1.5)
     with pytest.raises(DataError, match="min_seq_len"):
         SyntheticConfig(min_seq_len=2)
+    with pytest.raises(DataError, match="every facet needs an item"):
+        SyntheticConfig(num_items=20, planted_interests=8, facets=4)
 
 
 def test_load_dataset_synthetic_passes_settings():
@@ -108,18 +162,10 @@ def test_load_dataset_synthetic_passes_settings():
 
 
 def test_extreme_settings_still_generate():
-    # every item consumed by every user, a single interest, no drift: exercises exhaustion
+    # every item of its one interest consumed by every user: exercises exhaustion
     whole = make_synthetic(
-        SyntheticConfig(
-            num_users=5,
-            num_items=12,
-            num_interests=3,
-            interests_per_user=1,
-            min_seq_len=12,
-            max_seq_len=12,
-            drift_prob=0.0,
-            order_prob=0.0,
-        )
+        SyntheticConfig(num_users=5, num_items=12, planted_interests=1, facets=3,
+                        interests_per_user=1, min_seq_len=12, max_seq_len=12)
     )
     for items in whole.sequences:
         assert sorted(items.tolist()) == list(range(1, 13))

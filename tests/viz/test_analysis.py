@@ -23,7 +23,7 @@ def test_user_view_is_the_test_history_trimmed_to_real_positions(data, model):
     assert view.stage2.shape == (L, h, n, k)
     assert view.interest_vectors.shape == (L, k, 16)
     assert view.slot_ids.shape == view.gates.shape == (k,)
-    np.testing.assert_allclose(view.stage1.sum(-1), 1.0, atol=1e-5)  # stage-1 rows
+    np.testing.assert_allclose(view.stage1.sum(-1) + view.stage1_sink, 1.0, atol=1e-5)
     np.testing.assert_allclose(view.stage2.sum(-1), 1.0, atol=1e-5)  # stage-2 rows
     assert np.isclose(view.gates.sum(), 1.0, atol=1e-5)
     assert view.logits[PAD] == -np.inf
@@ -200,7 +200,7 @@ def test_views_handle_histories_shorter_than_the_window():
         "synthetic",
         num_users=5,
         num_items=30,
-        num_interests=2,
+        planted_interests=2,
         interests_per_user=1,
         min_seq_len=4,
         max_seq_len=6,
