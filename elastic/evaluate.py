@@ -145,7 +145,13 @@ def interest_recovery(
       dispatcher by its memory slot (the identity it shares across users);
       `dispatcher_nmi_per_user` averages the NMI inside each user's history, where the k
       dispatchers only have to separate that user's few interests;
-    - memory: each user's top slot vs the user's dominant planted interest (`slot_nmi`).
+    - memory: each user's top slot vs the user's dominant planted interest (`slot_nmi`);
+    - gathering: each dispatcher's 10 heaviest history items (last layer, heads summed), for
+      the dispatchers that gather — at least half of their weight on the history rather than
+      on themselves (the sink), and 10 items of positive weight; `top10_one_interest` is the
+      share of those (user, dispatcher) pairs whose 10 items all belong to one planted
+      interest, `top10_purity` the mean share of the most common interest among the 10,
+      `gathering_share` the share of all pairs that gather.
 
     Each NMI comes with `*_chance`: the same statistic after shuffling the model's labels
     (within each user for dispatchers, across users for slots) — what no learning scores.
@@ -170,6 +176,7 @@ def _interest_recovery(model, data, split, max_len, max_users, batch_size, seed)
     slot_of_item, interest_of_item, user_of_item = [], [], []
     dispatcher_of_item = []
     top_slot, dominant = [], []
+    purity, one_interest, gathering = [], [], []
     users = 0
     for history_ids, _targets, _users in loader:
         if max_users is not None and users >= max_users:
@@ -190,8 +197,17 @@ def _interest_recovery(model, data, split, max_len, max_users, batch_size, seed)
         interest_of_item.append(interests[real])
         user_of_item.append(rows[real] + users)
         top_slot.append(slots[:, 0])
+        weights, heaviest = stage1.cpu().topk(min(10, stage1.shape[-1]), dim=-1)  # (B, k, 10)
+        # (B, k): the weight on the history, the rest stays on the dispatcher itself (sink)
+        on_history = intermediates.stage1_weights[:, -1].mean(1).sum(-1).cpu()
         for b in range(history_ids.shape[0]):
             dominant.append(int(np.bincount(interests[b][real[b]].numpy()).argmax()))
+            gathers = (on_history[b] >= 0.5) & (weights[b] > 0).all(-1) & (weights.shape[-1] == 10)
+            gathering.extend(gathers.tolist())
+            for gathered in interests[b][heaviest[b][gathers]].numpy():  # (·, 10) interests
+                share = np.bincount(gathered).max() / gathered.size
+                purity.append(share)
+                one_interest.append(share == 1.0)
         users += history_ids.shape[0]
 
     dispatcher = torch.cat(dispatcher_of_item).numpy()
@@ -215,6 +231,9 @@ def _interest_recovery(model, data, split, max_len, max_users, batch_size, seed)
         ),
         "slot_nmi": interest_agreement(top_slot_of_user, dominant),
         "slot_nmi_chance": interest_agreement(rng.permutation(top_slot_of_user), dominant),
+        "top10_one_interest": _mean(one_interest) if one_interest else math.nan,
+        "top10_purity": _mean(purity) if purity else math.nan,
+        "gathering_share": _mean(gathering) if gathering else math.nan,
         "users": users,
         "items": int(interest.size),
     }

@@ -166,23 +166,32 @@ def _planted_intermediates(history_ids, item_interest, k):
 
 
 class _Planted(nn.Module):
-    def __init__(self, item_interest, k, max_len):
+    def __init__(self, item_interest, k, max_len, mixed=False):
         super().__init__()
         self.anchor = nn.Parameter(torch.zeros(1))
         self.item_interest = item_interest
         self.k = k
+        self.mixed = mixed  # every dispatcher spreads its weight over the whole history
         self.config = SimpleNamespace(max_len=max_len)
 
     def forward(self, history_ids, return_intermediates=False):
         logits = torch.zeros(history_ids.shape[0], len(self.item_interest))
-        return logits, _planted_intermediates(history_ids, self.item_interest, self.k)
+        inter = _planted_intermediates(history_ids, self.item_interest, self.k)
+        if self.mixed:
+            real = (history_ids != 0).float()
+            noise = torch.rand(real.shape, generator=torch.Generator().manual_seed(0))
+            spread = real + 0.01 * noise
+            inter.stage1_weights = (spread * real)[:, None, None, None].expand(
+                -1, 1, 1, self.k, -1) / real.sum(-1)[:, None, None, None, None]
+        return logits, inter
 
 
 @pytest.fixture(scope="module")
 def tiny_synthetic():
     return make_synthetic(
         SyntheticConfig(
-            num_users=40, num_items=40, planted_interests=4, min_seq_len=8, max_seq_len=14, seed=1
+            num_users=40, num_items=80, planted_interests=4, facets=2, interests_per_user=2,
+            min_seq_len=12, max_seq_len=30, seed=1
         )
     )
 
@@ -191,7 +200,7 @@ def test_interest_recovery_is_one_for_a_model_that_recovers_the_planted_interest
     tiny_synthetic,
 ):
     data = tiny_synthetic
-    model = _Planted(data.truth.item_interest, k=4, max_len=16)
+    model = _Planted(data.truth.item_interest, k=4, max_len=32)
     result = interest_recovery(model, data, leave_one_out(data), max_users=25, batch_size=8)
     assert result["users"] == 25
     assert result["dispatcher_nmi"] == pytest.approx(1.0)
@@ -199,6 +208,18 @@ def test_interest_recovery_is_one_for_a_model_that_recovers_the_planted_interest
     assert result["slot_nmi"] == pytest.approx(1.0)
     assert result["dispatcher_nmi_chance"] < 0.5
     assert result["slot_nmi_chance"] < 1.0
+    # every dispatcher with 10 items of its interest gathers exactly that interest
+    assert result["top10_one_interest"] == pytest.approx(1.0)
+    assert result["top10_purity"] == pytest.approx(1.0)
+    assert 0.0 < result["gathering_share"] < 1.0  # interests with < 10 items do not count
+
+
+def test_top10_measures_fall_when_dispatchers_gather_mixed_interests(tiny_synthetic):
+    data = tiny_synthetic
+    model = _Planted(data.truth.item_interest, k=4, max_len=16, mixed=True)
+    result = interest_recovery(model, data, leave_one_out(data), max_users=25, batch_size=8)
+    assert result["gathering_share"] > 0.5  # all but the histories shorter than 10
+    assert result["top10_one_interest"] < 0.2 and result["top10_purity"] < 0.9
 
 
 def test_interest_recovery_runs_on_elastic_and_refuses_data_without_truth(tiny_synthetic):
