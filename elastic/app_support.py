@@ -729,20 +729,12 @@ def training_memory_problem(request: TrainRequest, num_items: int) -> str | None
     return None
 
 
-def table_columns(path: Path) -> list[str]:
-    """The column names of an uploaded table, read without loading it."""
-    import pandas as pd
+def table_columns(path: Path, sep: str | None = None) -> list[str]:
+    """The column names of an uploaded table, read as the loader will read it (a DataError,
+    a ValueError, carries the sentence for the page)."""
+    from elastic.data import table_columns as read_columns
 
-    suffix = path.suffix.lower()
-    try:
-        if suffix in (".parquet", ".pq"):
-            import pyarrow.parquet as pq
-
-            return list(pq.read_schema(path).names)
-        sep = "\t" if suffix == ".tsv" else ","
-        return list(pd.read_csv(path, sep=sep, nrows=5).columns)
-    except Exception as error:  # any parser failure becomes one sentence for the page
-        raise ValueError(_sentence(error)) from error
+    return read_columns(path, sep)
 
 
 def default_movielens_path() -> str:

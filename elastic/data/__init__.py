@@ -12,7 +12,14 @@ from elastic.data.interactions import (
     DataWarning,
     InteractionData,
 )
-from elastic.data.loaders import load_dataset, load_movielens, load_sasrec_txt, load_table
+from elastic.data.loaders import (
+    TABLE_SEPARATORS,
+    load_dataset,
+    load_movielens,
+    load_sasrec_txt,
+    load_table,
+    table_columns,
+)
 from elastic.data.split import EvalLoader, LeaveOneOut, TrainLoader, leave_one_out, pad_left
 from elastic.data.synthetic import (
     SyntheticConfig,
@@ -23,6 +30,7 @@ from elastic.data.synthetic import (
 
 __all__ = [
     "MIN_SEQUENCE_LENGTH",
+    "TABLE_SEPARATORS",
     "DataError",
     "DataWarning",
     "EvalLoader",
@@ -39,4 +47,5 @@ __all__ = [
     "load_table",
     "make_synthetic",
     "pad_left",
+    "table_columns",
 ]
