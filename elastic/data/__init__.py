@@ -20,7 +20,14 @@ from elastic.data.loaders import (
     load_table,
     table_columns,
 )
-from elastic.data.split import EvalLoader, LeaveOneOut, TrainLoader, leave_one_out, pad_left
+from elastic.data.split import (
+    EvalLoader,
+    LeaveOneOut,
+    ProgressLoader,
+    TrainLoader,
+    leave_one_out,
+    pad_left,
+)
 from elastic.data.synthetic import (
     SyntheticConfig,
     SyntheticTruth,
@@ -36,6 +43,7 @@ __all__ = [
     "EvalLoader",
     "InteractionData",
     "LeaveOneOut",
+    "ProgressLoader",
     "SyntheticConfig",
     "SyntheticTruth",
     "TrainLoader",
