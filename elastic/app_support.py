@@ -706,7 +706,7 @@ def training_status_badge() -> None:
 def training_memory_problem(request: TrainRequest, num_items: int) -> str | None:
     """The memory guard of elastic.complexity applied to one training step of each model:
     a sentence when a setting would not fit in this machine's memory, else None."""
-    from elastic.complexity import Shape, check_budget
+    from elastic.complexity import Shape, check_training_budget
     from elastic.device import pick_device
 
     m, t = request.model, request.train
@@ -723,7 +723,7 @@ def training_memory_problem(request: TrainRequest, num_items: int) -> str | None
     device = pick_device(t.get("device", "auto"))
     forms = {"elastic": "elastic", "sasrec": "sasrec-sdpa"}  # the app trains SASRec with SDPA
     for name in request.models:
-        reason = check_budget(forms[name], "train", shape, device)
+        reason = check_training_budget(forms[name], shape, device)
         if reason:
             return f"This setting would not fit: {reason}. Lower the batch size or N."
     return None
