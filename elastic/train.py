@@ -42,7 +42,14 @@ from elastic.checkpoint import (
     train_state_of,
 )
 from elastic.checkpoint import save_checkpoint as write_checkpoint
-from elastic.data import EvalLoader, InteractionData, LeaveOneOut, ProgressLoader, TrainLoader
+from elastic.data import (
+    MIN_SEQUENCE_LENGTH,
+    EvalLoader,
+    InteractionData,
+    LeaveOneOut,
+    ProgressLoader,
+    TrainLoader,
+)
 from elastic.device import describe_device, pick_device
 from elastic.evaluate import evaluate
 from elastic.models import SequentialRecommender
@@ -204,7 +211,10 @@ class Trainer:
         self.split = split
         self.train_loader = TrainLoader(split.train, self.max_len, cfg.batch_size, cfg.seed)
         if len(self.train_loader) == 0:
-            raise ValueError("no training sequences: every user needs at least 4 items")
+            raise ValueError(
+                f"no user has {MIN_SEQUENCE_LENGTH + 1} or more interactions, so there is nothing "
+                "to train on (leave-one-out keeps each user's last two for validation and test)"
+            )
         self.valid_loader = EvalLoader(split, "valid", self.max_len, cfg.eval_batch_size)
         self.test_loader = EvalLoader(split, "test", self.max_len, cfg.eval_batch_size)
         self.optimizer = make_optimizer(self.model, cfg)

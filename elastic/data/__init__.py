@@ -14,6 +14,7 @@ from elastic.data.interactions import (
 )
 from elastic.data.loaders import (
     TABLE_SEPARATORS,
+    TABLE_SUFFIXES,
     load_dataset,
     load_movielens,
     load_sasrec_txt,
@@ -38,6 +39,7 @@ from elastic.data.synthetic import (
 __all__ = [
     "MIN_SEQUENCE_LENGTH",
     "TABLE_SEPARATORS",
+    "TABLE_SUFFIXES",
     "DataError",
     "DataWarning",
     "EvalLoader",

@@ -45,7 +45,7 @@ SASREC_ITEM_MAP_FILE = "sasrec_to_movielens_items.txt"
 FIVE_CORE = 5
 # any 18-digit decimal fits in int64
 _MAX_ID_DIGITS = 18
-_TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
+TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
 # separators a CSV may use when none is given, most common first
 TABLE_SEPARATORS = (",", ";", "\t", "|")
 # what each loader accepts beside the path, for the one sentence about a setting that does not fit
@@ -90,7 +90,7 @@ def load_dataset(spec: str | os.PathLike[str], **kwargs: Any) -> InteractionData
     if suffix == ".txt":
         _check_settings(path, "SASRec .txt", kwargs)
         return load_sasrec_txt(path, **kwargs)
-    if suffix in _TABLE_SUFFIXES:
+    if suffix in TABLE_SUFFIXES:
         _check_settings(path, "table", kwargs)
         if "user_col" not in kwargs or "item_col" not in kwargs:
             columns = table_columns(path, kwargs.get("sep"))
