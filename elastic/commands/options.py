@@ -105,9 +105,10 @@ def table_settings(args: argparse.Namespace, spec: str) -> dict[str, Any]:
     given = {key: getattr(args, key) for key in TABLE_FLAGS if getattr(args, key) is not None}
     if given and Path(spec).suffix.lower() not in TABLE_SUFFIXES:
         flags = ", ".join(TABLE_FLAGS[key] for key in given)
+        verb, pronoun = ("applies", "it") if len(given) == 1 else ("apply", "them")
         raise ValueError(
-            f"{flags} apply only to a table (.csv, .tsv, .parquet, .pq), and {spec} is not one; "
-            "drop them"
+            f"{flags} {verb} only to a table (.csv, .tsv, .parquet, .pq), and {spec} is not one; "
+            f"drop {pronoun}"
         )
     if args.five_core:
         if spec == "synthetic":

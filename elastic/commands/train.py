@@ -272,7 +272,7 @@ def run(args: argparse.Namespace) -> int:
               "Continue with --resume.", file=sys.stderr)
         return 130
     except TrainingDiverged as error:
-        lower = f"{config.lr / 3:.1g}"
+        lower = f"{float(f'{config.lr / 3:.1g}'):g}"  # a third, to one significant digit
         if trainer.epochs_done:
             hint = (f"the checkpoint in {out} holds epoch {trainer.epochs_done}: continue it with "
                     f"python -m elastic train --out {out} --resume --lr {lower}")

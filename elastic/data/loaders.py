@@ -167,8 +167,8 @@ def _sasrec_fix(line: str) -> str:
         return "This looks like a GroupLens ratings.dat: load its folder or zip (load_movielens)"
     if "," in line or ";" in line:
         return (
-            "This looks like a CSV table: load it with load_table(path, user_col=..., "
-            "item_col=..., time_col=...)"
+            "This looks like a CSV table: name the file .csv and load it with load_table(path, "
+            "user_col=..., item_col=...) (on the command line: --user-col, --item-col)"
         )
     return "Each line must be 'user item': two integer ids separated by a space"
 
@@ -426,10 +426,10 @@ def _read_table(
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
         line = re.search(r"line (\d+)", str(error))
         raise DataError(
-            f"cannot be read as a table separated by {sep!r} ({error})",
+            f"cannot be read as a table separated by {sep!r} ({str(error).strip()})",
             path=path,
             line=int(line.group(1)) if line else None,
-            fix="Check that every line has the same number of fields, or pass sep=...",
+            fix="Check that every line has the same number of fields, or pass sep=... (--sep)",
         ) from error
     return frame, sep
 
@@ -476,7 +476,8 @@ def _missing_column_fix(frame: pd.DataFrame, sep: str) -> str:
         header = str(frame.columns[0])
         for candidate in (";", "\t", "|", ","):
             if candidate != sep and candidate in header:
-                return f"The file seems to be separated by {candidate!r}: pass sep={candidate!r}"
+                return (f"The file seems to be separated by {candidate!r}: pass sep={candidate!r} "
+                        f"(on the command line: --sep {candidate!r})")
     return "Name one of these columns"
 
 
@@ -495,7 +496,7 @@ def _id_values(column: pd.Series, path: Path, is_csv: bool) -> np.ndarray:
     if fractional.size:
         where = column.index[fractional[0]]
         raise DataError(
-            f"id {column[where]!r} is not a whole number",
+            f"id {values[fractional[0]].item()!r} is not a whole number",
             path=path,
             **_locate(where, is_csv),
             column=repr(column.name),
@@ -511,7 +512,7 @@ def _time_values(column: pd.Series, path: Path, is_csv: bool) -> np.ndarray:
         if infinite.size:
             where = column.index[infinite[0]]
             raise DataError(
-                f"time {column[where]!r} is not a finite number",
+                f"time {values[infinite[0]].item()!r} is not a finite number",
                 path=path,
                 **_locate(where, is_csv),
                 column=repr(column.name),
