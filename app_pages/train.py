@@ -46,10 +46,17 @@ if source == "upload":
         type=["csv", "tsv", "parquet", "pq"],
         key="train_upload",
     )
+    separator = st.radio(
+        "Separator (CSV)",
+        [None, ",", ";", "\t", "|"],
+        format_func=lambda sep: {None: "detect", "\t": "tab"}.get(sep, sep),
+        horizontal=True,
+        key="train_upload_sep",
+    )
     if uploaded is not None:
         uploaded_path = support.store_upload(uploaded)
         try:
-            columns = support.table_columns(uploaded_path)
+            columns = support.table_columns(uploaded_path, separator)
         except ValueError as error:
             st.error(f"{uploaded.name} could not be read: {error}")
 
@@ -97,7 +104,7 @@ with st.form("train_form"):
             disabled=uploaded_path is not None,
         )
         five_core = st.checkbox(
-            "5-core item filter (GroupLens files only)", value=False, key="tf_five_core", **KEEP
+            "5-core item filter (items seen 5+ times)", value=False, key="tf_five_core", **KEEP
         )
         label = "ML-1M"
         if five_core:
@@ -110,7 +117,7 @@ with st.form("train_form"):
         time_col = c3.selectbox("Time column (optional)", ["(none: file order)", *columns])
         if uploaded_path is not None:
             dataset, label = str(uploaded_path), f"upload: {uploaded_path.name}"
-            dataset_kwargs = {"user_col": user_col, "item_col": item_col}
+            dataset_kwargs = {"user_col": user_col, "item_col": item_col, "sep": separator}
             if time_col and not time_col.startswith("("):
                 dataset_kwargs["time_col"] = time_col
 

@@ -706,7 +706,7 @@ def training_status_badge() -> None:
 def training_memory_problem(request: TrainRequest, num_items: int) -> str | None:
     """The memory guard of elastic.complexity applied to one training step of each model:
     a sentence when a setting would not fit in this machine's memory, else None."""
-    from elastic.complexity import Shape, check_budget
+    from elastic.complexity import Shape, check_training_budget
     from elastic.device import pick_device
 
     m, t = request.model, request.train
@@ -723,26 +723,18 @@ def training_memory_problem(request: TrainRequest, num_items: int) -> str | None
     device = pick_device(t.get("device", "auto"))
     forms = {"elastic": "elastic", "sasrec": "sasrec-sdpa"}  # the app trains SASRec with SDPA
     for name in request.models:
-        reason = check_budget(forms[name], "train", shape, device)
+        reason = check_training_budget(forms[name], shape, device)
         if reason:
             return f"This setting would not fit: {reason}. Lower the batch size or N."
     return None
 
 
-def table_columns(path: Path) -> list[str]:
-    """The column names of an uploaded table, read without loading it."""
-    import pandas as pd
+def table_columns(path: Path, sep: str | None = None) -> list[str]:
+    """The column names of an uploaded table, read as the loader will read it (a DataError,
+    a ValueError, carries the sentence for the page)."""
+    from elastic.data import table_columns as read_columns
 
-    suffix = path.suffix.lower()
-    try:
-        if suffix in (".parquet", ".pq"):
-            import pyarrow.parquet as pq
-
-            return list(pq.read_schema(path).names)
-        sep = "\t" if suffix == ".tsv" else ","
-        return list(pd.read_csv(path, sep=sep, nrows=5).columns)
-    except Exception as error:  # any parser failure becomes one sentence for the page
-        raise ValueError(_sentence(error)) from error
+    return read_columns(path, sep)
 
 
 def default_movielens_path() -> str:

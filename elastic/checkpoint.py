@@ -8,18 +8,27 @@ A checkpoint is a folder holding
 - ``checkpoint.json``: model name and config, dataset fingerprint and spec, metrics, and the
   train state (epochs done, best metric and epoch, history, train config).
 
-Saving writes a fresh sibling folder, then swaps it in with two ``os.replace`` calls
-(old → ``.NAME.old-*``, new → NAME) and deletes the old one. A crash before the swap leaves the
-old checkpoint untouched; a crash between the two renames leaves the complete old checkpoint in
-``.NAME.old-*``, which ``read_checkpoint`` falls back to. Weights are safetensors (no pickle:
-loading a checkpoint can never run code), the optimizer state is a plain tensor dict that
-``torch.load(weights_only=True)`` accepts.
+``checkpoint.json`` also holds the SHA-256 of every other file (``files``); a reader refuses
+a file whose digest differs, so flipped bytes or a cut-short copy can never load as weights
+that quietly give other metrics. (Checkpoints written before the digests, such as the shipped
+demo, load without that check; a damaged file there still fails with a sentence naming it.)
+
+Saving writes a fresh sibling folder (``.NAME.tmp-*``), then swaps it in with two
+``os.replace`` calls (old → ``.NAME.old-*``, new → NAME) and deletes the old one. A crash
+before the swap leaves the old checkpoint untouched; a crash between the two renames leaves the
+complete old checkpoint in ``.NAME.old-*``, which ``read_checkpoint`` falls back to and
+``recover_checkpoint`` (run by every save, and by ``train`` before it starts) moves back into
+place; a process killed while writing leaves a ``.NAME.tmp-*`` folder, which the next save
+deletes. Weights are safetensors (no pickle: loading a checkpoint can never run code), the
+optimizer state is a plain tensor dict that ``torch.load(weights_only=True)`` accepts.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import pickle
 import shutil
 import uuid
 from dataclasses import dataclass
@@ -28,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from elastic.models import MODELS, SequentialRecommender, build_model
@@ -38,6 +48,12 @@ BEST_WEIGHTS = "model.safetensors"
 LAST_WEIGHTS = "last.safetensors"
 OPTIMIZER_FILE = "optimizer.pt"
 RUN_SUBFOLDER = "checkpoint"  # `python -m elastic train --out DIR` saves into DIR/checkpoint
+# what checkpoint.json must hold for a model to be built from it
+REQUIRED_KEYS = ("format", "model", "config")
+# what its train_state must hold for a run to be resumed from it
+RESUME_KEYS = ("epochs_done", "step", "best_metric", "best_epoch", "best_valid",
+               "validations_since_best", "history", "seconds", "train_config")
+_CHUNK = 1 << 20  # bytes hashed at a time
 
 
 class CheckpointError(ValueError):
@@ -74,6 +90,38 @@ def _fsync_tree(folder: Path) -> None:
             os.fsync(handle.fileno())
 
 
+def file_digest(path: Path) -> str:
+    """SHA-256 hex of a file, read in chunks (a checkpoint's weights can be hundreds of MB)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def recover_checkpoint(path: str | os.PathLike[str]) -> Path | None:
+    """Repair what a killed save left beside the checkpoint folder `path`; return the folder if
+    it holds a checkpoint afterwards, else None.
+
+    A save killed between its two renames left the complete previous checkpoint in
+    ``.NAME.old-*`` and nothing at NAME: it is moved back. Other retired copies (a save killed
+    just before deleting one) and staging folders (``.NAME.tmp-*``, a save killed while
+    writing) are deleted. Only one process may save into a folder at a time.
+    """
+    target = Path(path)
+    if not target.parent.is_dir():
+        return None
+    retired = sorted(target.parent.glob(f".{target.name}.old-*"), key=lambda p: p.stat().st_mtime)
+    if not (target / META_FILE).is_file() and not target.exists():
+        complete = [folder for folder in retired if (folder / META_FILE).is_file()]
+        if complete:
+            os.replace(complete[-1], target)
+    for leftover in (*target.parent.glob(f".{target.name}.old-*"),
+                     *target.parent.glob(f".{target.name}.tmp-*")):
+        shutil.rmtree(leftover, ignore_errors=True)
+    return target if (target / META_FILE).is_file() else None
+
+
 def save_checkpoint(
     path: str | os.PathLike[str],
     model: SequentialRecommender,
@@ -98,6 +146,7 @@ def save_checkpoint(
             f"{target} exists and is not a checkpoint; choose an empty or new folder"
         )
     target.parent.mkdir(parents=True, exist_ok=True)
+    recover_checkpoint(target)
     tag = uuid.uuid4().hex[:8]
     staging = target.parent / f".{target.name}.tmp-{tag}"
     staging.mkdir()
@@ -110,6 +159,7 @@ def save_checkpoint(
             torch.save(optimizer_state, staging / OPTIMIZER_FILE)
         meta = {
             "format": FORMAT_VERSION,
+            "files": {file.name: file_digest(file) for file in sorted(staging.iterdir())},
             "model": model_name(model),
             "config": model.config_dict(),
             "dataset": dataset or {},
@@ -161,26 +211,134 @@ def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
 
 
 def read_checkpoint(path: str | os.PathLike[str], with_train_state: bool = False) -> Checkpoint:
-    """Read a checkpoint's metadata and weights (and, for a resume, last weights + optimizer)."""
+    """Read a checkpoint's metadata and weights (and, for a resume, last weights + optimizer).
+
+    Every problem with the folder's files is a `CheckpointError` whose message names the file
+    and says what to do: a missing or damaged file, a digest that differs, a checkpoint.json
+    that is not JSON or lacks a key, an optimizer state that is not plain tensors."""
     folder = resolve_checkpoint(path)
-    meta = json.loads((folder / META_FILE).read_text())
+    meta = _read_meta(folder)
+    best = _load_weights(folder, BEST_WEIGHTS, meta)
+    last, optimizer_state = None, None
+    if with_train_state:
+        last = _load_weights(folder, LAST_WEIGHTS, meta)
+        if (folder / OPTIMIZER_FILE).is_file() or OPTIMIZER_FILE in meta.get("files", {}):
+            _verify(folder, OPTIMIZER_FILE, meta)
+            try:
+                optimizer_state = torch.load(folder / OPTIMIZER_FILE, weights_only=True)
+            except pickle.UnpicklingError as error:
+                raise CheckpointError(
+                    f"checkpoint {folder}: {OPTIMIZER_FILE} holds Python objects besides tensors, "
+                    "which loading would have to run, and was refused; do not use this folder: "
+                    "train again"
+                ) from error
+            except (RuntimeError, EOFError, OSError) as error:
+                raise _damaged(folder, OPTIMIZER_FILE, "cannot be read", error) from error
+    return Checkpoint(
+        path=folder,
+        meta=meta,
+        best_weights=best,
+        last_weights=last,
+        optimizer_state=optimizer_state,
+    )
+
+
+def _read_meta(folder: Path) -> dict[str, Any]:
+    where = folder / META_FILE
+    try:
+        meta = json.loads(where.read_text())
+    except (ValueError, OSError) as error:  # JSONDecodeError and UnicodeDecodeError included
+        raise CheckpointError(
+            f"{where} cannot be read ({error}); the file is damaged or cut short: train again, "
+            "or restore the folder from a copy"
+        ) from error
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{where} holds no checkpoint description; train again")
     if meta.get("format") != FORMAT_VERSION:
         raise CheckpointError(
             f"{folder} has checkpoint format {meta.get('format')}, this version reads "
             f"format {FORMAT_VERSION}; train again with this version"
         )
-    last, optimizer_state = None, None
-    if with_train_state:
-        last = load_file(folder / LAST_WEIGHTS)
-        if (folder / OPTIMIZER_FILE).is_file():
-            optimizer_state = torch.load(folder / OPTIMIZER_FILE, weights_only=True)
-    return Checkpoint(
-        path=folder,
-        meta=meta,
-        best_weights=load_file(folder / BEST_WEIGHTS),
-        last_weights=last,
-        optimizer_state=optimizer_state,
+    missing = [key for key in REQUIRED_KEYS if key not in meta]
+    if missing:
+        raise CheckpointError(
+            f"{where} lacks {', '.join(repr(key) for key in missing)}; the file is damaged: "
+            "train again, or restore the folder from a copy"
+        )
+    if meta["model"] not in MODELS or not isinstance(meta["config"], dict):
+        raise CheckpointError(
+            f"{where} names model {meta['model']!r} with config {meta['config']!r}; this "
+            f"version builds {', '.join(MODELS)} from a config dict: train again"
+        )
+    return meta
+
+
+def _verify(folder: Path, name: str, meta: dict[str, Any]) -> None:
+    if not (folder / name).is_file():
+        raise CheckpointError(
+            f"checkpoint {folder} is incomplete: {name} is missing; train again, or restore the "
+            "folder from a copy"
+        )
+    expected = meta.get("files", {}).get(name)
+    if expected is not None and file_digest(folder / name) != expected:
+        raise CheckpointError(
+            f"checkpoint {folder}: {name} does not match the checksum saved with it (the file "
+            "is damaged or was changed); train again, or restore the folder from a copy"
+        )
+
+
+def _damaged(folder: Path, name: str, problem: str, error: BaseException) -> CheckpointError:
+    reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return CheckpointError(
+        f"checkpoint {folder}: {name} {problem} ({reason}); the file is damaged: train again, "
+        "or restore the folder from a copy"
     )
+
+
+def _load_weights(folder: Path, name: str, meta: dict[str, Any]) -> dict[str, torch.Tensor]:
+    _verify(folder, name, meta)
+    try:
+        return load_file(folder / name)
+    except (SafetensorError, OSError) as error:
+        raise _damaged(folder, name, "cannot be read", error) from error
+
+
+def train_state_of(checkpoint: Checkpoint) -> dict[str, Any]:
+    """The checkpoint's train state, checked to hold everything a resume reads."""
+    state = checkpoint.meta.get("train_state")
+    missing = [key for key in RESUME_KEYS if not isinstance(state, dict) or key not in state]
+    if missing:
+        raise CheckpointError(
+            f"{checkpoint.path} holds a model but no training state to resume (train_state "
+            f"lacks {', '.join(missing)}); evaluate it, or start a new run in another folder"
+        )
+    return state
+
+
+def build_from_checkpoint(checkpoint: Checkpoint) -> SequentialRecommender:
+    """A fresh model built from a checkpoint's name and config (its weights not loaded)."""
+    meta = checkpoint.meta
+    try:
+        return build_model(meta["model"], **meta["config"])
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(
+            f"{checkpoint.path / META_FILE}: its {meta['model']} config does not build a model "
+            f"({error}); train again with this version"
+        ) from error
+
+
+def load_weights(
+    model: SequentialRecommender, weights: dict[str, torch.Tensor], checkpoint: Checkpoint
+) -> None:
+    """`model.load_state_dict(weights)`, with a sentence when they do not fit its config."""
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as error:
+        first = str(error).strip().splitlines()[-1].strip()
+        raise CheckpointError(
+            f"checkpoint {checkpoint.path}: the weights do not fit the config in {META_FILE} "
+            f"({first}); the folder mixes two runs: train again, or restore it from a copy"
+        ) from error
 
 
 def load_model(
@@ -188,10 +346,9 @@ def load_model(
 ) -> tuple[SequentialRecommender, dict[str, Any]]:
     """(model with the best-on-validation weights, in eval mode on `device`, metadata)."""
     checkpoint = read_checkpoint(path)
-    meta = checkpoint.meta
-    model = build_model(meta["model"], **meta["config"])
-    model.load_state_dict(checkpoint.best_weights)
-    return model.to(device).eval(), meta
+    model = build_from_checkpoint(checkpoint)
+    load_weights(model, checkpoint.best_weights, checkpoint)
+    return model.to(device).eval(), checkpoint.meta
 
 
 def check_dataset(meta: dict[str, Any], fingerprint: str, path: str | os.PathLike[str]) -> None:

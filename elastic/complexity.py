@@ -21,7 +21,7 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch.utils import flop_counter
@@ -597,6 +597,51 @@ def check_budget(
     return (
         f"{form} {mode} at N={s.seq_len} (B={s.batch}) needs ~{format_bytes(need)} of "
         f"activations, over the {format_bytes(budget)} budget of this machine ({device.type})"
+    )
+
+
+# copies of the parameters that live through training (elastic.train.Trainer): the weights,
+# their gradients, AdamW's two moments, the best-on-validation weights, and the end-of-epoch
+# copy a stop or resume continues from (weights + both moments)
+TRAINING_PARAMETER_COPIES = {"weights": 1, "gradients": 1, "Adam moments": 2, "best weights": 1,
+                             "end-of-epoch copy": 3}
+
+
+def training_state_bytes(form: str, s: Shape) -> float:
+    """Bytes the trainer holds for the whole run, whatever the batch: every copy of the
+    parameters in TRAINING_PARAMETER_COPIES."""
+    return sum(TRAINING_PARAMETER_COPIES.values()) * parameter_bytes(form, s)
+
+
+def training_peak_bytes(form: str, s: Shape, eval_batch: int = 256) -> float:
+    """Predicted peak memory of a whole training run (`Trainer.fit`) at batch `s.batch`.
+
+    The parameter copies held throughout, plus the larger of a training step's activations
+    and an evaluation batch's (its forward, and the (B, |I|+1) scores the ranking copies
+    twice). `peak_bytes(form, "train", s)` counts the gradients once already.
+    """
+    state = training_state_bytes(form, s) - parameter_bytes(form, s)  # gradients: in the step
+    evaluation = replace(s, batch=eval_batch)
+    ranking = 2 * eval_batch * (s.items + 1) * FLOAT
+    step = max(peak_bytes(form, "train", s),
+               peak_bytes(form, "infer", evaluation) + ranking + parameter_bytes(form, s))
+    return state + step
+
+
+def check_training_budget(
+    form: str, s: Shape, device: torch.device, eval_batch: int = 256,
+    budget_bytes: int | None = None,
+) -> str | None:
+    """None if a training run at this shape fits the budget, else the reason in one sentence."""
+    need = training_peak_bytes(form, s, eval_batch)
+    budget = memory_budget(device) if budget_bytes is None else budget_bytes
+    if need <= budget:
+        return None
+    held = training_state_bytes(form, s)
+    return (
+        f"training {form} at N={s.seq_len}, batch {s.batch} needs ~{format_bytes(need)} "
+        f"(~{format_bytes(held)} of it weights, gradients, Adam moments and the trainer's "
+        f"copies), over the {format_bytes(budget)} budget of this machine ({device.type})"
     )
 
 

@@ -7,8 +7,9 @@
     trainer.stop_event.set()      # from any thread: stops before the next batch
 
 Events (each callback gets one frozen dataclass): `on_epoch_start` (EpochStart),
-`on_batch_end` (BatchEnd), `on_epoch_end` (EpochEnd), `on_train_end` (TrainEnd). Callbacks run
-in the training thread; a UI copies what it needs and returns.
+`on_batch_end` (BatchEnd), `on_eval_batch_end` (EvalBatchEnd: validation and test go batch by
+batch too, so a progress bar never freezes), `on_epoch_end` (EpochEnd), `on_train_end`
+(TrainEnd). Callbacks run in the training thread; a UI copies what it needs and returns.
 
 Determinism: every epoch reseeds torch, numpy and `random` from (seed, epoch) and the loader
 shuffles with seed + epoch, so an epoch does the same work whether the run was resumed before it
@@ -19,6 +20,7 @@ checkpoint) restarts it from the state at the end of the previous epoch.
 from __future__ import annotations
 
 import copy
+import math
 import random
 import threading
 import time
@@ -31,15 +33,29 @@ from typing import Any
 import numpy as np
 import torch
 
-from elastic.checkpoint import CheckpointError, check_dataset, model_name, read_checkpoint
+from elastic.checkpoint import (
+    CheckpointError,
+    check_dataset,
+    load_weights,
+    model_name,
+    read_checkpoint,
+    train_state_of,
+)
 from elastic.checkpoint import save_checkpoint as write_checkpoint
-from elastic.data import EvalLoader, InteractionData, LeaveOneOut, TrainLoader
+from elastic.data import (
+    MIN_SEQUENCE_LENGTH,
+    EvalLoader,
+    InteractionData,
+    LeaveOneOut,
+    ProgressLoader,
+    TrainLoader,
+)
 from elastic.device import describe_device, pick_device
 from elastic.evaluate import evaluate
 from elastic.models import SequentialRecommender
 
 EARLY_STOPPING_METRIC = "NDCG@10"
-EVENTS = ("on_epoch_start", "on_batch_end", "on_epoch_end", "on_train_end")
+EVENTS = ("on_epoch_start", "on_batch_end", "on_eval_batch_end", "on_epoch_end", "on_train_end")
 
 # Defaults tuned on the default synthetic dataset (docs/training.md): ELASTIC reaches ~16× the
 # popularity baseline's test HR@10 in about 40 s on a shared 2-core CPU. `python -m elastic
@@ -86,9 +102,13 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.loss not in ("full", "sampled"):
             raise ValueError(f"loss must be 'full' or 'sampled', got {self.loss!r}")
-        for name in ("epochs", "batch_size", "eval_every", "eval_batch_size"):
+        for name in ("epochs", "batch_size", "eval_every", "eval_batch_size", "num_negatives"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.num_threads is not None and self.num_threads < 1:
+            raise ValueError(f"num_threads must be at least 1 (or None), got {self.num_threads}")
+        if not (math.isfinite(self.lr) and self.lr >= 0):
+            raise ValueError(f"lr must be a finite number >= 0, got {self.lr}")
         if self.patience is not None and self.patience < 1:
             raise ValueError(f"patience must be at least 1 (or None), got {self.patience}")
 
@@ -107,6 +127,14 @@ class BatchEnd:
     batches: int  # batches per epoch
     loss: float  # this batch's training loss
     progress: float  # share of the configured epochs done, in [0, 1]
+
+
+@dataclass(frozen=True)
+class EvalBatchEnd:
+    stage: str  # "valid" (after a training epoch) or "test" (once, at the end)
+    epoch: int  # 1-based: the epoch whose weights are being evaluated
+    batch: int  # 1-based batch number within this evaluation
+    batches: int  # batches in this evaluation
 
 
 @dataclass(frozen=True)
@@ -157,7 +185,8 @@ class Trainer:
     Keeps the best-on-validation weights in memory (`best_state`) and puts them in the model
     before the test evaluation and at the end of `fit`. With `checkpoint_dir`, saves a
     checkpoint after every epoch and at the end. `data` (the dataset the split came from)
-    stamps checkpoints with its fingerprint so a resume on other data is refused.
+    stamps checkpoints with its fingerprint so a resume on other data is refused, and with its
+    absolute path and loader settings (`data_settings`) so it can be found again from any folder.
     """
 
     def __init__(
@@ -168,6 +197,7 @@ class Trainer:
         *,
         data: InteractionData | None = None,
         data_spec: str | None = None,
+        data_settings: dict[str, Any] | None = None,
         checkpoint_dir: str | Path | None = None,
     ) -> None:
         self.config = config or TrainConfig()
@@ -184,14 +214,15 @@ class Trainer:
         self.split = split
         self.train_loader = TrainLoader(split.train, self.max_len, cfg.batch_size, cfg.seed)
         if len(self.train_loader) == 0:
-            raise ValueError("no training sequences: every user needs at least 4 items")
+            raise ValueError(
+                f"no user has {MIN_SEQUENCE_LENGTH + 1} or more interactions, so there is nothing "
+                "to train on (leave-one-out keeps each user's last two for validation and test)"
+            )
         self.valid_loader = EvalLoader(split, "valid", self.max_len, cfg.eval_batch_size)
         self.test_loader = EvalLoader(split, "test", self.max_len, cfg.eval_batch_size)
         self.optimizer = make_optimizer(self.model, cfg)
         self.dataset_info = (
-            {"fingerprint": data.fingerprint(), "spec": data_spec or data.source, "name": data.name}
-            if data is not None
-            else {}
+            _dataset_info(data, data_spec or data.source, data_settings) if data is not None else {}
         )
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
 
@@ -277,6 +308,7 @@ class Trainer:
         The model must have the checkpoint's architecture, and the data its fingerprint."""
         checkpoint = read_checkpoint(path, with_train_state=True)
         meta = checkpoint.meta
+        state = train_state_of(checkpoint)
         current = self.model.config_dict()
         # settings added to the config since the checkpoint was written count at their defaults
         saved = {**type(self.model.config)().__dict__, **meta["config"]}
@@ -287,10 +319,12 @@ class Trainer:
             )
         if self.dataset_info:
             check_dataset(meta, self.dataset_info["fingerprint"], checkpoint.path)
-        state = meta["train_state"]
-        self.model.load_state_dict(checkpoint.last_weights)
+        load_weights(self.model, checkpoint.last_weights, checkpoint)
         if checkpoint.optimizer_state is not None:
             self.optimizer.load_state_dict(checkpoint.optimizer_state)
+            # the saved state carries the old rate; a resume may lower it (after a divergence)
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.config.lr
         with self.lock:
             self.epochs_done = state["epochs_done"]
             self.step = state["step"]
@@ -310,9 +344,17 @@ class Trainer:
     # ------------------------------------------------------------------------------ training
 
     def evaluate(self, stage: str = "test") -> dict[str, float]:
-        """Full-ranking metrics of the model as it is now on 'valid' or 'test'."""
+        """Full-ranking metrics of the model as it is now on 'valid' or 'test', reported batch
+        by batch to `on_eval_batch_end`."""
+        return self._evaluate(stage, self.epochs_done)
+
+    def _evaluate(self, stage: str, epoch: int) -> dict[str, float]:
         loader = self.valid_loader if stage == "valid" else self.test_loader
-        return evaluate(self.model, loader)
+
+        def report(batch: int, batches: int) -> None:
+            self._fire("on_eval_batch_end", EvalBatchEnd(stage, epoch, batch, batches))
+
+        return evaluate(self.model, ProgressLoader(loader, report))
 
     def early_stopped(self) -> bool:
         patience = self.config.patience
@@ -347,7 +389,7 @@ class Trainer:
             self.model.load_state_dict(self.best_state)
         test = None
         if not stopped:
-            test = evaluate(self.model, self.test_loader)
+            test = self.evaluate("test")
             with self.lock:
                 self.test_metrics = test
         if self.checkpoint_dir is not None:
@@ -384,9 +426,10 @@ class Trainer:
             loss = self.model.training_loss(input_ids.to(self.device), target_ids.to(self.device))
             loss_value = float(loss.detach())
             if not np.isfinite(loss_value):
+                # a resume at the same rate repeats the same steps: only a lower rate helps
                 raise TrainingDiverged(
-                    f"training diverged (loss {loss_value} at epoch {epoch}, batch {batch}); "
-                    "lower the learning rate or resume from the last checkpoint"
+                    f"training diverged (loss {loss_value} at epoch {epoch}, batch {batch}) at "
+                    f"learning rate {cfg.lr:g}; lower the learning rate"
                 )
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -400,7 +443,7 @@ class Trainer:
 
         valid, improved = None, False
         if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
-            valid = evaluate(self.model, self.valid_loader)
+            valid = self._evaluate("valid", epoch)
             improved = valid[EARLY_STOPPING_METRIC] > self.best_metric
         seconds = time.perf_counter() - started
         entry = {"epoch": epoch, "train_loss": loss_sum / batches, "valid": valid,
@@ -429,3 +472,15 @@ class Trainer:
             EpochEnd(epoch, entry["train_loss"], valid, improved, self.best_epoch, seconds),
         )
         return True
+
+
+def _dataset_info(
+    data: InteractionData, spec: str, settings: dict[str, Any] | None
+) -> dict[str, Any]:
+    """What a checkpoint stores of its dataset: the fingerprint (to refuse other data), the spec
+    as given, its absolute path (so `evaluate` finds it from any folder) and loader settings."""
+    info = {"fingerprint": data.fingerprint(), "spec": spec, "name": data.name,
+            "settings": dict(settings or {})}
+    if spec != "synthetic" and Path(spec).expanduser().exists():
+        info["path"] = str(Path(spec).expanduser().resolve())
+    return info

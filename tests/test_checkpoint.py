@@ -1,5 +1,7 @@
 """Checkpoints: round trip, atomic replacement, recovery, and refusal of other data."""
 
+import hashlib
+import json
 import os
 
 import pytest
@@ -10,6 +12,7 @@ from elastic.checkpoint import (
     CheckpointError,
     load_model,
     read_checkpoint,
+    recover_checkpoint,
     resolve_checkpoint,
     save_checkpoint,
 )
@@ -140,3 +143,146 @@ def test_resume_on_other_data_is_refused_with_a_clear_error(tmp_path):
     wrong_model = Trainer(_model("sasrec"), leave_one_out(data), config, data=data)
     with pytest.raises(CheckpointError, match="holds a elastic model"):
         wrong_model.resume(tmp_path / "ck")
+
+
+# --------------------------------------------------------------------------- damaged files
+
+
+def _saved(tmp_path, **kwargs):
+    model = _model()
+    optimizer = torch.optim.AdamW(model.parameters())
+    model(torch.randint(1, 31, (2, 12))).logsumexp(-1).sum().backward()
+    optimizer.step()
+    return save_checkpoint(tmp_path / "ck", model, optimizer_state=optimizer.state_dict(),
+                           train_state={"epochs_done": 1}, **kwargs)
+
+
+def _one_sentence(error: pytest.ExceptionInfo, *fragments: str) -> None:
+    message = str(error.value)
+    assert "\n" not in message.strip()
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+
+
+def test_flipped_bytes_in_the_weights_are_refused(tmp_path):
+    folder = _saved(tmp_path)
+    weights = bytearray((folder / "model.safetensors").read_bytes())
+    middle = len(weights) // 2
+    weights[middle : middle + 64] = bytes(b ^ 0xFF for b in weights[middle : middle + 64])
+    (folder / "model.safetensors").write_bytes(bytes(weights))
+    with pytest.raises(CheckpointError) as error:
+        load_model(folder)
+    _one_sentence(error, "model.safetensors", "checksum")
+
+
+@pytest.mark.parametrize("name", ["model.safetensors", "last.safetensors", "optimizer.pt"])
+def test_truncated_files_are_one_sentence_with_or_without_checksums(tmp_path, name):
+    folder = _saved(tmp_path)
+    content = (folder / name).read_bytes()
+    (folder / name).write_bytes(content[: len(content) // 2])
+    with pytest.raises(CheckpointError) as error:
+        read_checkpoint(folder, with_train_state=True)
+    _one_sentence(error, name)
+    # a checkpoint written before checksums (the shipped demo): the reader still says which file
+    meta = json.loads((folder / "checkpoint.json").read_text())
+    del meta["files"]
+    (folder / "checkpoint.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError) as error:
+        read_checkpoint(folder, with_train_state=True)
+    _one_sentence(error, name, "damaged")
+
+
+def test_a_missing_file_is_named(tmp_path):
+    folder = _saved(tmp_path)
+    (folder / "last.safetensors").unlink()
+    with pytest.raises(CheckpointError) as error:
+        read_checkpoint(folder, with_train_state=True)
+    _one_sentence(error, "last.safetensors", "missing")
+
+
+@pytest.mark.parametrize(
+    "text, fragment",
+    [('{"format": 1}', "'model'"), ('{"format": 1, "model": "elastic", "con', "checkpoint.json"),
+     ("[1, 2]", "checkpoint.json"), ('{"format": 1, "model": "gpt", "config": {}}', "'gpt'")],
+)
+def test_a_damaged_checkpoint_json_is_one_sentence(tmp_path, text, fragment):
+    folder = _saved(tmp_path)
+    (folder / "checkpoint.json").write_text(text)
+    with pytest.raises(CheckpointError) as error:
+        load_model(folder)
+    _one_sentence(error, fragment)
+
+
+def test_a_config_that_does_not_fit_the_weights_is_one_sentence(tmp_path):
+    folder = _saved(tmp_path)
+    meta = json.loads((folder / "checkpoint.json").read_text())
+    meta["config"]["d_model"] = 32
+    (folder / "checkpoint.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError) as error:
+        load_model(folder)
+    _one_sentence(error, "do not fit")
+
+
+class _Payload:
+    def __reduce__(self):
+        return (print, ("this ran while loading a checkpoint",))
+
+
+def test_a_pickle_payload_in_the_optimizer_state_is_refused_in_one_sentence(tmp_path, capsys):
+    folder = _saved(tmp_path)
+    torch.save({"state": {}, "param_groups": [], "payload": _Payload()}, folder / "optimizer.pt")
+    meta = json.loads((folder / "checkpoint.json").read_text())
+    meta["files"]["optimizer.pt"] = hashlib.sha256(
+        (folder / "optimizer.pt").read_bytes()).hexdigest()  # a forger updates the checksum
+    (folder / "checkpoint.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError) as error:
+        read_checkpoint(folder, with_train_state=True)
+    _one_sentence(error, "optimizer.pt")
+    assert "this ran" not in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- killed saves
+
+
+def test_a_save_repairs_what_a_killed_save_left(tmp_path):
+    folder = _saved(tmp_path)
+    stale = tmp_path / ".ck.tmp-0badf00d"  # a save killed while writing
+    stale.mkdir()
+    (stale / "model.safetensors").write_bytes(b"half")
+    os.replace(folder, tmp_path / ".ck.old-1234abcd")  # a save killed between its renames
+    assert recover_checkpoint(tmp_path / "ck") == tmp_path / "ck"
+    assert sorted(os.listdir(tmp_path)) == ["ck"]
+    read_checkpoint(tmp_path / "ck", with_train_state=True)
+    stale.mkdir()
+    save_checkpoint(tmp_path / "ck", _model(seed=1))
+    assert sorted(os.listdir(tmp_path)) == ["ck"]
+
+
+def test_a_resume_may_lower_the_learning_rate(tmp_path):
+    data = make_synthetic(SyntheticConfig(num_users=30, num_items=30, num_interests=3,
+                                          min_seq_len=6, max_seq_len=10))
+    settings = {"epochs": 1, "batch_size": 16, "device": "cpu", "max_len": 12, "lr": 1e-2}
+    Trainer(_model(), leave_one_out(data), TrainConfig(**settings), data=data,
+            checkpoint_dir=tmp_path / "ck").fit()
+    lower = TrainConfig(**{**settings, "epochs": 2, "lr": 1e-4})
+    trainer = Trainer(_model(), leave_one_out(data), lower, data=data)
+    trainer.resume(tmp_path / "ck")
+    assert [group["lr"] for group in trainer.optimizer.param_groups] == [1e-4, 1e-4]
+    assert trainer.optimizer.state  # the Adam moments came back with it
+
+
+def test_the_dataset_is_stored_with_its_absolute_path_and_settings(tmp_path, monkeypatch):
+    data = make_synthetic(SyntheticConfig(num_users=30, num_items=30, num_interests=3,
+                                          min_seq_len=6, max_seq_len=10))
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "log.csv").write_text("stand-in: only the path is read")
+    monkeypatch.chdir(tmp_path)
+    trainer = Trainer(_model(), leave_one_out(data), TrainConfig(device="cpu", max_len=12),
+                      data=data, data_spec="data/log.csv",
+                      data_settings={"user_col": "u", "item_col": "i"})
+    assert trainer.dataset_info["spec"] == "data/log.csv"
+    assert trainer.dataset_info["path"] == str(tmp_path / "data" / "log.csv")
+    assert trainer.dataset_info["settings"] == {"user_col": "u", "item_col": "i"}
+    synthetic = Trainer(_model(), leave_one_out(data), TrainConfig(device="cpu", max_len=12),
+                        data=data, data_spec="synthetic")
+    assert "path" not in synthetic.dataset_info

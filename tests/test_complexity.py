@@ -13,13 +13,18 @@ from elastic.complexity import (
     Shape,
     bench,
     check_budget,
+    check_training_budget,
     cpu_peak_bytes,
     cpu_peak_self_check,
     flops,
     measure,
     peak_bytes,
+    training_peak_bytes,
+    training_state_bytes,
 )
+from elastic.data import SyntheticConfig, leave_one_out, make_synthetic
 from elastic.models import build_model
+from elastic.train import TrainConfig, Trainer
 
 # small, but every path taken: N not a multiple of C, w or p (padding), several query levels
 SMALL = Shape(
@@ -199,3 +204,39 @@ def test_predicted_peak_is_an_upper_bound_within_a_factor_of_two(form, changes, 
     call()
     measured = cpu_peak_bytes(call)
     assert measured <= peak_bytes(form, mode, s) <= 2 * measured
+
+
+def _tensor_bytes(value) -> int:
+    if isinstance(value, torch.Tensor):
+        return value.numel() * value.element_size()
+    if isinstance(value, dict):
+        return sum(_tensor_bytes(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return sum(_tensor_bytes(v) for v in value)
+    return 0
+
+
+@pytest.mark.parametrize("name, form", [("elastic", "elastic"), ("sasrec", "sasrec-sdpa")])
+def test_training_memory_counts_every_copy_the_trainer_holds(name, form):
+    data = make_synthetic(SyntheticConfig(num_users=40, num_items=300, num_interests=3,
+                                          min_seq_len=6, max_seq_len=12))
+    model = build_model(name, num_items=data.num_items, max_len=12, d_model=32, num_layers=1,
+                        num_interests=4, num_slots=16)
+    trainer = Trainer(model, leave_one_out(data), TrainConfig(epochs=1, batch_size=16,
+                                                               device="cpu"))
+    trainer.fit()
+    held = sum(_tensor_bytes(p) + _tensor_bytes(p.grad) for p in model.parameters())
+    held += _tensor_bytes(trainer.optimizer.state_dict()["state"])  # Adam's two moments
+    held += _tensor_bytes(trainer.best_state) + _tensor_bytes(trainer._epoch_end_state)
+    s = Shape.from_config(model.config, batch=16)
+    assert 0.9 * held < training_state_bytes(form, s) < 1.3 * held
+    assert training_peak_bytes(form, s) > training_state_bytes(form, s)
+
+
+def test_training_guard_refuses_a_batch_that_cannot_fit():
+    s = Shape(batch=100_000, seq_len=50, items=25_000)
+    cpu = torch.device("cpu")
+    reason = check_training_budget("elastic", s, cpu, budget_bytes=8 * GiB)
+    assert reason is not None and "batch 100000" in reason and "8.0 GiB" in reason
+    small = Shape(batch=128, seq_len=50, items=25_000)
+    assert check_training_budget("elastic", small, cpu, budget_bytes=8 * GiB) is None

@@ -12,9 +12,11 @@ from elastic.train import (
     BatchEnd,
     EpochEnd,
     EpochStart,
+    EvalBatchEnd,
     TrainConfig,
     TrainEnd,
     Trainer,
+    TrainingDiverged,
     seed_everything,
 )
 
@@ -138,6 +140,12 @@ def test_early_stopping_after_patience_validations_without_progress(tiny, monkey
 def test_settings_a_user_can_get_wrong_are_sentences(tiny):
     with pytest.raises(ValueError, match="loss must be"):
         TrainConfig(loss="bpr")
+    with pytest.raises(ValueError, match="num_negatives must be at least 1, got 0"):
+        TrainConfig(loss="sampled", num_negatives=0)
+    with pytest.raises(ValueError, match="num_threads must be at least 1"):
+        TrainConfig(num_threads=0)
+    with pytest.raises(ValueError, match="lr must be a finite number"):
+        TrainConfig(lr=float("nan"))
     with pytest.raises(ValueError, match="exceeds the model's max_len"):
         _trainer(tiny, max_len=40)
 
@@ -166,3 +174,30 @@ def test_a_short_run_beats_popularity(name):
     popularity = evaluate(PopularityScorer(split), trainer.test_loader)
     assert result["test"]["HR@10"] > 2 * popularity["HR@10"]  # about 4x at these settings
     assert result["train_loss"][-1] < result["train_loss"][0]
+
+
+def test_evaluation_reports_its_progress_batch_by_batch(tiny):
+    trainer = _trainer(tiny, eval_batch_size=10)  # 48 users: 5 batches per evaluation
+    events = []
+    for name in ("on_epoch_end", "on_eval_batch_end"):
+        trainer.add_callback(name, events.append)
+    trainer.fit()
+    progress = [(e.stage, e.epoch, e.batch, e.batches) for e in events
+                if isinstance(e, EvalBatchEnd)]
+    assert progress == [
+        *(("valid", 1, b, 5) for b in range(1, 6)),
+        *(("valid", 2, b, 5) for b in range(1, 6)),
+        *(("test", 2, b, 5) for b in range(1, 6)),
+    ]
+    # validation batches come before the epoch's end event
+    assert isinstance(events[5], EpochEnd) and events[5].epoch == 1
+
+
+def test_divergence_names_the_epoch_and_the_learning_rate(tiny, monkeypatch):
+    trainer = _trainer(tiny)
+    monkeypatch.setattr(trainer.model, "training_loss",
+                        lambda *_: torch.tensor(float("nan"), requires_grad=True))
+    with pytest.raises(TrainingDiverged) as error:
+        trainer.fit()
+    assert "epoch 1, batch 1" in str(error.value) and "learning rate 0.001" in str(error.value)
+    assert "resume" not in str(error.value)  # a resume at the same rate diverges again

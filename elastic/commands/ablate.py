@@ -8,7 +8,14 @@ from pathlib import Path
 
 from elastic.ablation import ablation_table, format_table
 from elastic.checkpoint import check_dataset, load_model
-from elastic.data import EvalLoader, leave_one_out, load_dataset
+from elastic.commands.options import (
+    add_table_options,
+    at_least,
+    checkpoint_data,
+    device_name,
+    load_data,
+)
+from elastic.data import EvalLoader, leave_one_out
 from elastic.device import pick_device
 
 
@@ -29,19 +36,20 @@ def register(subparsers) -> None:
     parser.add_argument("--data", help="the dataset (default: the one the model was trained on)")
     parser.add_argument("--stage", choices=["test", "valid"], default="test",
                         help="which held-out item to rank (default test)")
-    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, mps")
-    parser.add_argument("--batch", type=int, default=256, help="users per batch (default 256)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random slots")
+    parser.add_argument("--device", type=device_name, default="auto",
+                        help="auto (default), cpu, cuda, mps")
+    parser.add_argument("--batch", type=at_least(1), default=256,
+                        help="users per batch (default 256)")
+    parser.add_argument("--seed", type=at_least(0), default=0, help="seed of the random slots")
     parser.add_argument("--json", metavar="PATH", help="also write the table as JSON to PATH")
+    add_table_options(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     model, meta = load_model(args.checkpoint, pick_device(args.device))
-    spec = args.data or meta["dataset"].get("spec")
-    if spec is None:
-        raise ValueError("the checkpoint does not name its dataset; pass --data")
-    data = load_dataset(spec)
+    spec, settings = checkpoint_data(meta, args)
+    data = load_data(spec, settings)
     check_dataset(meta, data.fingerprint(), args.checkpoint)
     max_len = meta["train_state"].get("train_config", {}).get("max_len") or model.config.max_len
     loader = EvalLoader(leave_one_out(data), args.stage, max_len, args.batch)

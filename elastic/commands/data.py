@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
-from elastic.data import load_dataset
+from elastic.commands.options import add_table_options, load_data, table_settings
+from elastic.data import MIN_SEQUENCE_LENGTH
 
 
 def register(subparsers) -> None:
@@ -24,11 +26,19 @@ def register(subparsers) -> None:
         "path", help='"synthetic", a MovieLens folder or .zip, a SASRec .txt, or a table'
     )
     stats.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_table_options(stats)
     stats.set_defaults(run=run_stats)
 
 
 def run_stats(args: argparse.Namespace) -> int:
-    summary = load_dataset(args.path).stats()
+    summary = load_data(args.path, table_settings(args, args.path)).stats()
+    if summary["trainable_users"] == 0:
+        print(
+            f"warning: no user has {MIN_SEQUENCE_LENGTH + 1} or more interactions, so train "
+            "will refuse this data (leave-one-out keeps each user's last two for validation "
+            "and test, and a training pair needs two more)",
+            file=sys.stderr,
+        )
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0

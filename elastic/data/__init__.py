@@ -12,8 +12,23 @@ from elastic.data.interactions import (
     DataWarning,
     InteractionData,
 )
-from elastic.data.loaders import load_dataset, load_movielens, load_sasrec_txt, load_table
-from elastic.data.split import EvalLoader, LeaveOneOut, TrainLoader, leave_one_out, pad_left
+from elastic.data.loaders import (
+    TABLE_SEPARATORS,
+    TABLE_SUFFIXES,
+    load_dataset,
+    load_movielens,
+    load_sasrec_txt,
+    load_table,
+    table_columns,
+)
+from elastic.data.split import (
+    EvalLoader,
+    LeaveOneOut,
+    ProgressLoader,
+    TrainLoader,
+    leave_one_out,
+    pad_left,
+)
 from elastic.data.synthetic import (
     SyntheticConfig,
     SyntheticTruth,
@@ -23,11 +38,14 @@ from elastic.data.synthetic import (
 
 __all__ = [
     "MIN_SEQUENCE_LENGTH",
+    "TABLE_SEPARATORS",
+    "TABLE_SUFFIXES",
     "DataError",
     "DataWarning",
     "EvalLoader",
     "InteractionData",
     "LeaveOneOut",
+    "ProgressLoader",
     "SyntheticConfig",
     "SyntheticTruth",
     "TrainLoader",
@@ -39,4 +57,5 @@ __all__ = [
     "load_table",
     "make_synthetic",
     "pad_left",
+    "table_columns",
 ]

@@ -141,6 +141,8 @@ class InteractionData:
             "median_sequence_length": float(np.median(lengths)) if has_users else 0.0,
             "min_sequence_length": int(lengths.min()) if has_users else 0,
             "max_sequence_length": int(lengths.max()) if has_users else 0,
+            # leave-one-out trains on s[:-2], and a training pair needs two items
+            "trainable_users": int((lengths > MIN_SEQUENCE_LENGTH).sum()),
             # share of the user × item matrix that is observed
             "density": interactions / max(1, self.num_users * self.num_items),
             "has_titles": self.item_titles is not None,

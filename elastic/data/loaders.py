@@ -15,7 +15,9 @@ half-loaded. The shared rules (see docs/data.md) live in `_assemble`:
 
 from __future__ import annotations
 
+import csv
 import io
+import itertools
 import os
 import re
 import warnings
@@ -43,7 +45,19 @@ SASREC_ITEM_MAP_FILE = "sasrec_to_movielens_items.txt"
 FIVE_CORE = 5
 # any 18-digit decimal fits in int64
 _MAX_ID_DIGITS = 18
-_TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
+TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
+# separators a CSV may use when none is given, most common first
+TABLE_SEPARATORS = (",", ";", "\t", "|")
+# what each loader accepts beside the path, for the one sentence about a setting that does not fit
+_LOADER_SETTINGS = {
+    "MovieLens folder or zip": ("five_core",),
+    "SASRec .txt": ("movies", "item_map", "five_core"),
+    "table": ("user_col", "item_col", "time_col", "sep", "five_core"),
+}
+_UTF8_BOM = b"\xef\xbb\xbf"
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+# bytes that never occur in text: NUL, and C0 controls other than tab, newlines, \f, \v, ^Z
+_BINARY_BYTES = np.array(sorted(set(range(32)) - {9, 10, 11, 12, 13, 26}), dtype=np.uint8)
 _ASCII_DIGIT, _SPACE, _TAB, _CR, _LF = (ord("0"), ord(" "), ord("\t"), ord("\r"), ord("\n"))
 
 
@@ -71,12 +85,15 @@ def load_dataset(spec: str | os.PathLike[str], **kwargs: Any) -> InteractionData
     path = _existing(spec)
     suffix = path.suffix.lower()
     if path.is_dir() or suffix == ".zip" or path.name.lower() == "ratings.dat":
+        _check_settings(path, "MovieLens folder or zip", kwargs)
         return load_movielens(path, **kwargs)
     if suffix == ".txt":
+        _check_settings(path, "SASRec .txt", kwargs)
         return load_sasrec_txt(path, **kwargs)
-    if suffix in _TABLE_SUFFIXES:
+    if suffix in TABLE_SUFFIXES:
+        _check_settings(path, "table", kwargs)
         if "user_col" not in kwargs or "item_col" not in kwargs:
-            columns = list(_read_table(path, kwargs.get("sep", ",")).columns)
+            columns = table_columns(path, kwargs.get("sep"))
             raise DataError(
                 f"a table needs its user and item columns named; the file has columns {columns}",
                 path=path,
@@ -90,6 +107,18 @@ def load_dataset(spec: str | os.PathLike[str], **kwargs: Any) -> InteractionData
     )
 
 
+def _check_settings(path: Path, kind: str, settings: dict[str, Any]) -> None:
+    allowed = _LOADER_SETTINGS[kind]
+    foreign = [name for name in settings if name not in allowed]
+    if foreign:
+        names = ", ".join(repr(name) for name in foreign)
+        raise DataError(
+            f"{names} {'does' if len(foreign) == 1 else 'do'} not apply to a {kind}",
+            path=path,
+            fix=f"A {kind} takes only {', '.join(allowed)}",
+        )
+
+
 # --------------------------------------------------------------------------- SASRec .txt
 
 
@@ -97,12 +126,14 @@ def load_sasrec_txt(
     path: str | os.PathLike[str],
     movies: str | os.PathLike[str] | None = None,
     item_map: str | os.PathLike[str] | None = None,
+    five_core: bool = False,
 ) -> InteractionData:
     """A SASRec-format file: `user item` per line (whitespace separated), chronological per user.
 
     `movies` (a GroupLens movies.dat) and `item_map` (`sasrec_item movielens_movie` per line)
     attach titles and genres; when neither is given and both files lie beside `path` under
     their usual names (movies.dat, sasrec_to_movielens_items.txt), they are attached.
+    `five_core=True` drops items with fewer than 5 interactions (see `load_movielens`).
     """
     path = _existing(path)
     data = _read_bytes(path)
@@ -127,7 +158,7 @@ def load_sasrec_txt(
         items=table[:, 1],
         times=None,
         metadata=metadata,
-        cleaning={},
+        five_core=five_core,
     )
 
 
@@ -136,8 +167,8 @@ def _sasrec_fix(line: str) -> str:
         return "This looks like a GroupLens ratings.dat: load its folder or zip (load_movielens)"
     if "," in line or ";" in line:
         return (
-            "This looks like a CSV table: load it with load_table(path, user_col=..., "
-            "item_col=..., time_col=...)"
+            "This looks like a CSV table: name the file .csv and load it with load_table(path, "
+            "user_col=..., item_col=...) (on the command line: --user-col, --item-col)"
         )
     return "Each line must be 'user item': two integer ids separated by a space"
 
@@ -188,22 +219,14 @@ def load_movielens(path: str | os.PathLike[str], five_core: bool = False) -> Int
         RATINGS_FIELDS,
         _ratings_fix,
     )
-    users, items, times = table[:, 0], table[:, 1], table[:, 3]
-    cleaning = {}
-    if five_core:
-        _, item_codes, item_counts = np.unique(items, return_inverse=True, return_counts=True)
-        frequent = item_counts[item_codes] >= FIVE_CORE
-        cleaning["rare_items_dropped"] = int((item_counts < FIVE_CORE).sum())
-        cleaning["rare_item_interactions_dropped"] = int((~frequent).sum())
-        users, items, times = users[frequent], items[frequent], times[frequent]
     return _assemble(
         name=path.stem if path.suffix.lower() == ".zip" else path.name,
         where=ratings_where,
-        users=users,
-        items=items,
-        times=times,
+        users=table[:, 0],
+        items=table[:, 1],
+        times=table[:, 3],
         metadata=metadata,
-        cleaning=cleaning,
+        five_core=five_core,
     )
 
 
@@ -256,6 +279,7 @@ def _movielens_zip(archive_path: Path) -> tuple[bytes, str, dict[int, tuple[str,
     ratings_where = f"{archive_path}/{ratings_name}"
     if not ratings.strip():
         raise DataError("the file is empty", path=ratings_where, fix="Give a complete ratings.dat")
+    ratings = _text_bytes(ratings, ratings_where)
     if movies is None:
         warnings.warn(
             f"{archive_path} holds no movies.dat: items will have no titles or genres",
@@ -263,7 +287,8 @@ def _movielens_zip(archive_path: Path) -> tuple[bytes, str, dict[int, tuple[str,
             stacklevel=3,
         )
         return ratings, ratings_where, None
-    return ratings, ratings_where, _parse_movies(movies, f"{archive_path}/{movies_name}")
+    movies_where = f"{archive_path}/{movies_name}"
+    return ratings, ratings_where, _parse_movies(_text_bytes(movies, movies_where), movies_where)
 
 
 def _zip_member(names: list[str], filename: str) -> str | None:
@@ -311,17 +336,29 @@ def load_table(
     user_col: str,
     item_col: str,
     time_col: str | None = None,
-    sep: str = ",",
+    sep: str | None = None,
+    five_core: bool = False,
 ) -> InteractionData:
     """Any interaction table (CSV with a header line, or Parquet); the caller names the columns.
 
-    Ids may be numbers or strings. With `time_col` (numbers or dates) each user's rows are
-    sorted by time, ties kept in file order; without it, file order is the chronology.
-    A CSV that is not valid UTF-8 is read as ISO-8859-1, with a warning.
+    Ids may be numbers or strings (a number must be whole: 2.5 is an error, not a new id).
+    With `time_col` (finite numbers or dates) each user's rows are sorted by time, ties kept in
+    file order; without it, file order is the chronology. A CSV's separator is sniffed from its
+    first lines among `TABLE_SEPARATORS` unless `sep` is given (a .tsv is tab-separated). A CSV
+    that is not valid UTF-8 is read as ISO-8859-1, with a warning. `five_core=True` drops items
+    with fewer than 5 interactions (see `load_movielens`).
     """
     path = _existing(path)
-    frame = _read_table(path, sep)
-    is_csv = path.suffix.lower() in (".csv", ".tsv")
+    named = {"user_col": user_col, "item_col": item_col, "time_col": time_col}
+    for (first, column), (second, other) in itertools.combinations(named.items(), 2):
+        if column is not None and column == other:
+            raise DataError(
+                f"{first} and {second} both name the column {column!r}",
+                path=path,
+                fix="Name two different columns: one for users, one for items",
+            )
+    frame, sep = _read_table(path, sep)
+    is_csv = sep is not None
     wanted = [c for c in (user_col, item_col, time_col) if c is not None]
     for column in wanted:
         if column not in frame.columns:
@@ -332,13 +369,8 @@ def load_table(
                 fix=_missing_column_fix(frame, sep) if is_csv else "Name one of these columns",
             )
     if is_csv:
-        # blank lines were kept (skip_blank_lines=False) so that row i is line i + 2; they
-        # turned integer columns into floats, so turn whole-number ids back into integers
+        # blank lines were kept (skip_blank_lines=False) so that row i is line i + 2
         frame = frame.dropna(how="all")
-        for column in (user_col, item_col):
-            ids = frame[column]
-            if pd.api.types.is_float_dtype(ids) and ids.notna().all() and (ids % 1 == 0).all():
-                frame[column] = ids.astype(np.int64)
     for column in wanted:
         missing = frame.index[frame[column].isna().to_numpy()]
         if len(missing):
@@ -352,42 +384,73 @@ def load_table(
     return _assemble(
         name=path.stem,
         where=path,
-        users=frame[user_col].to_numpy(),
-        items=frame[item_col].to_numpy(),
+        users=_id_values(frame[user_col], path, is_csv),
+        items=_id_values(frame[item_col], path, is_csv),
         times=times,
         metadata=None,
-        cleaning={},
+        five_core=five_core,
     )
 
 
-def _read_table(path: Path, sep: str) -> pd.DataFrame:
+def table_columns(path: str | os.PathLike[str], sep: str | None = None) -> list[str]:
+    """The column names of a table, read exactly as `load_table` reads the file (same
+    encoding fallback, same separator sniffing), for a form that lets the user pick them."""
+    path = _existing(path)
     suffix = path.suffix.lower()
     if suffix in (".parquet", ".pq"):
-        return _read_parquet(path)
+        return [str(name) for name in _read_parquet(path, schema_only=True).columns]
+    frame, _sep = _read_table(path, sep, header_only=True)
+    return [str(name) for name in frame.columns]
+
+
+def _read_table(
+    path: Path, sep: str | None, header_only: bool = False
+) -> tuple[pd.DataFrame, str | None]:
+    """(frame, the separator used); the separator is None for Parquet."""
+    suffix = path.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        return _read_parquet(path), None
     if suffix not in (".csv", ".tsv"):
         raise DataError(
             f"unknown table suffix {suffix!r}",
             path=path,
             fix="Use a .csv, .tsv, .parquet or .pq file",
         )
-    text = _decode(_read_bytes(path), path, warn=True)
-    if suffix == ".tsv" and sep == ",":
-        sep = "\t"
+    text = _decode(_read_bytes(path), path, warn=not header_only)
+    if sep is None:
+        sep = "\t" if suffix == ".tsv" else _sniff_separator(text)
     try:
-        return pd.read_csv(io.StringIO(text), sep=sep, skip_blank_lines=False)
-    except pd.errors.ParserError as error:
+        frame = pd.read_csv(
+            io.StringIO(text), sep=sep, skip_blank_lines=False, nrows=0 if header_only else None
+        )
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
         line = re.search(r"line (\d+)", str(error))
         raise DataError(
-            f"cannot be read as a table separated by {sep!r} ({error})",
+            f"cannot be read as a table separated by {sep!r} ({str(error).strip()})",
             path=path,
             line=int(line.group(1)) if line else None,
-            fix="Check that every line has the same number of fields, or pass sep=...",
+            fix="Check that every line has the same number of fields, or pass sep=... (--sep)",
         ) from error
+    return frame, sep
 
 
-def _read_parquet(path: Path) -> pd.DataFrame:
+def _sniff_separator(text: str) -> str:
+    """The separator of a CSV among TABLE_SEPARATORS, from its first lines; "," when unsure.
+
+    csv.Sniffer picks the candidate whose count is the same on every sampled line; when it
+    cannot decide (one column, or a single line), the header's most frequent candidate wins."""
+    lines = [line for line in text.split("\n", 50)[:50] if line.strip()]
     try:
-        import pyarrow  # noqa: F401  (pandas needs it for Parquet; say so clearly)
+        return csv.Sniffer().sniff("\n".join(lines), delimiters="".join(TABLE_SEPARATORS)).delimiter
+    except csv.Error:
+        counts = {candidate: lines[0].count(candidate) for candidate in TABLE_SEPARATORS}
+        best = max(counts, key=counts.get)
+        return best if counts[best] else ","
+
+
+def _read_parquet(path: Path, schema_only: bool = False) -> pd.DataFrame:
+    try:
+        import pyarrow.parquet
     except ImportError as error:
         raise DataError(
             "reading Parquet needs the pyarrow package",
@@ -397,6 +460,8 @@ def _read_parquet(path: Path) -> pd.DataFrame:
     if not path.stat().st_size:
         raise DataError("the file is empty", path=path, fix="Give a complete Parquet file")
     try:
+        if schema_only:
+            return pyarrow.parquet.read_schema(path).empty_table().to_pandas()
         return pd.read_parquet(path)
     except (OSError, ValueError) as error:
         raise DataError(
@@ -411,7 +476,8 @@ def _missing_column_fix(frame: pd.DataFrame, sep: str) -> str:
         header = str(frame.columns[0])
         for candidate in (";", "\t", "|", ","):
             if candidate != sep and candidate in header:
-                return f"The file seems to be separated by {candidate!r}: pass sep={candidate!r}"
+                return (f"The file seems to be separated by {candidate!r}: pass sep={candidate!r} "
+                        f"(on the command line: --sep {candidate!r})")
     return "Name one of these columns"
 
 
@@ -420,9 +486,39 @@ def _locate(index: Any, is_csv: bool) -> dict[str, int]:
     return {"line": int(index) + 2} if is_csv else {"row": int(index) + 1}
 
 
+def _id_values(column: pd.Series, path: Path, is_csv: bool) -> np.ndarray:
+    """Ids as they are, except numbers: whole ones become int64 (a CSV with a blank line or a
+    Parquet float column stores 5 as 5.0, which must stay the id 5), others are an error."""
+    if not pd.api.types.is_float_dtype(column):
+        return column.to_numpy()
+    values = column.to_numpy()
+    fractional = np.flatnonzero(~np.isfinite(values) | (values % 1 != 0))
+    if fractional.size:
+        where = column.index[fractional[0]]
+        raise DataError(
+            f"id {values[fractional[0]].item()!r} is not a whole number",
+            path=path,
+            **_locate(where, is_csv),
+            column=repr(column.name),
+            fix="Ids must be whole numbers or text; check that this is the id column",
+        )
+    return values.astype(np.int64)
+
+
 def _time_values(column: pd.Series, path: Path, is_csv: bool) -> np.ndarray:
     if pd.api.types.is_numeric_dtype(column):
-        return column.to_numpy()
+        values = column.to_numpy()
+        infinite = np.flatnonzero(~np.isfinite(values.astype(np.float64)))
+        if infinite.size:
+            where = column.index[infinite[0]]
+            raise DataError(
+                f"time {values[infinite[0]].item()!r} is not a finite number",
+                path=path,
+                **_locate(where, is_csv),
+                column=repr(column.name),
+                fix="Times must be finite numbers, or dates written in one format throughout",
+            )
+        return values
     # dates: one format, inferred from the first row; UTC so mixed offsets compare correctly
     times = pd.to_datetime(column, errors="coerce", utc=True)
     unreadable = column.index[times.isna().to_numpy()]
@@ -458,6 +554,30 @@ def _read_bytes(path: Path) -> bytes:
     data = path.read_bytes()
     if not data.strip():
         raise DataError("the file is empty", path=path, fix="Give a file with interactions in it")
+    return _text_bytes(data, path)
+
+
+def _text_bytes(data: bytes, where: str | Path) -> bytes:
+    """The bytes of a text file without a UTF-8 byte-order mark (Windows editors write one);
+    a UTF-16 or binary file is an error, so the user never sees its bytes as mojibake."""
+    if data.startswith(_UTF16_BOMS):
+        raise DataError(
+            "the file is UTF-16 text (it starts with a UTF-16 byte-order mark)",
+            path=where,
+            fix="Save it again as UTF-8",
+        )
+    data = data.removeprefix(_UTF8_BOM)
+    head = np.frombuffer(data[: 1 << 16], dtype=np.uint8)
+    binary = np.flatnonzero(np.isin(head, _BINARY_BYTES))
+    # one stray control character is a typo (reported with its line); many are binary data
+    if binary.size and (head[binary[0]] == 0 or binary.size > head.size // 100):
+        line = data.count(b"\n", 0, int(binary[0])) + 1
+        raise DataError(
+            f"not a text file (binary data from line {line}: byte {head[binary[0]]:#04x})",
+            path=where,
+            fix="Give a text file (UTF-8 or latin-1); a file saved as UTF-16 must be saved "
+            "again as UTF-8",
+        )
     return data
 
 
@@ -601,13 +721,28 @@ def _assemble(
     items: np.ndarray,
     times: np.ndarray | None,
     metadata: dict[Any, tuple[str, str]] | None,
-    cleaning: dict[str, int],
+    five_core: bool = False,
 ) -> InteractionData:
     """Rows (user, item, time) -> InteractionData, applying the rules in the module docstring."""
     if len(users) == 0:
         raise DataError("no interactions to load", path=where, fix="Give a file with interactions")
     user_codes, user_values = _factorize_sorted(users)
     item_codes, item_values = _factorize_sorted(items)
+    cleaning: dict[str, int] = {}
+    if five_core:
+        # one pass over the raw counts, as the SASRec preprocessing of ML-1M did
+        item_counts = np.bincount(item_codes)
+        frequent = item_counts[item_codes] >= FIVE_CORE
+        cleaning["rare_items_dropped"] = int((item_counts < FIVE_CORE).sum())
+        cleaning["rare_item_interactions_dropped"] = int((~frequent).sum())
+        user_codes, item_codes = user_codes[frequent], item_codes[frequent]
+        times = None if times is None else times[frequent]
+        if not frequent.any():
+            raise DataError(
+                f"no item has {FIVE_CORE} or more interactions, so the 5-core filter keeps nothing",
+                path=where,
+                fix="Load the file without the 5-core filter",
+            )
 
     # two stable sorts: by time, then by user; equal times keep their file order
     order = np.arange(len(user_codes)) if times is None else np.argsort(times, kind="stable")
@@ -616,7 +751,7 @@ def _assemble(
 
     repeated = np.zeros(len(user_codes), dtype=bool)
     repeated[1:] = (user_codes[1:] == user_codes[:-1]) & (item_codes[1:] == item_codes[:-1])
-    cleaning = {**cleaning, "duplicates_dropped": int(repeated.sum())}
+    cleaning["duplicates_dropped"] = int(repeated.sum())
     if cleaning["duplicates_dropped"]:
         warnings.warn(
             f"{where}: dropped {cleaning['duplicates_dropped']} consecutive duplicate "

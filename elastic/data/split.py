@@ -7,7 +7,7 @@ item sits at the last position (docs/architecture.md).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -194,3 +194,27 @@ class EvalLoader:
         )
         batch_rows = np.repeat(np.arange(len(rows)), counts)
         return torch.from_numpy(batch_rows), torch.from_numpy(self.seen_flat[positions])
+
+
+class ProgressLoader:
+    """An `EvalLoader` that calls `on_batch(done, batches)` each time a batch has been used, so
+    whoever calls `evaluate` can show progress without the evaluator knowing of it.
+
+        evaluate(model, ProgressLoader(loader, lambda done, total: bar.update(1)))
+    """
+
+    def __init__(self, loader: EvalLoader, on_batch: Callable[[int, int], None]) -> None:
+        self.loader = loader
+        self.on_batch = on_batch
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        batches = len(self.loader)
+        for done, batch in enumerate(self.loader, start=1):
+            yield batch
+            self.on_batch(done, batches)  # runs when the caller asks for the next batch
+
+    def seen_items(self, user_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.loader.seen_items(user_index)

@@ -65,3 +65,10 @@ def test_inconsistent_construction_is_refused():
         tiny(user_ids=[10])
     with pytest.raises(ValueError, match="item_titles has 2 entries"):
         tiny(item_titles=["", "Ex"])
+
+
+def test_stats_count_the_users_training_can_learn_from():
+    # leave-one-out keeps s[:-2] for training and a training pair needs 2 items: 4 in all
+    assert tiny().stats()["trainable_users"] == 1
+    assert tiny(sequences=[np.array([1, 2, 3]), np.array([3, 1, 2])]).stats()[
+        "trainable_users"] == 0

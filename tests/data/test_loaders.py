@@ -16,6 +16,7 @@ from elastic.data import (
     load_movielens,
     load_sasrec_txt,
     load_table,
+    table_columns,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -356,8 +357,56 @@ def test_table_missing_column_lists_columns(write_file):
 def test_table_wrong_separator_is_diagnosed(write_file):
     path = write_file("t.csv", CSV_TABLE.replace(",", ";"))
     with pytest.raises(DataError) as error:
-        load_table(path, "user", "item")
+        load_table(path, "user", "item", sep=",")
     assert_error(error, path, "column 'user'", "sep=';'")
+
+
+@pytest.mark.parametrize("sep", [";", "\t", "|"])
+def test_table_separator_is_sniffed(write_file, sep):
+    path = write_file("t.csv", CSV_TABLE.replace(",", sep))
+    assert table_columns(path) == ["user", "item", "time", "rating"]
+    sniffed = load_table(path, "user", "item", "time")
+    assert sniffed.fingerprint() == load_table(write_file("c.csv", CSV_TABLE), "user", "item",
+                                               "time").fingerprint()
+
+
+def test_table_columns_reads_what_load_table_reads(write_file, tmp_path):
+    latin1 = write_file("l.csv", "usu\xe1rio;item\nJos\xe9;a\nJos\xe9;b\nJos\xe9;c\n"
+                        .encode("latin-1"))
+    assert table_columns(latin1) == ["usuário", "item"]
+    assert table_columns(latin1, sep=",") == ["usuário;item"]
+    with pytest.warns(DataWarning, match="ISO-8859-1"):
+        assert load_table(latin1, "usuário", "item").user_ids == ["José"]
+    parquet = tmp_path / "t.parquet"
+    pd.read_csv(write_file("t.csv", CSV_TABLE)).to_parquet(parquet)
+    assert table_columns(parquet) == ["user", "item", "time", "rating"]
+    with pytest.raises(DataError, match="not a readable Parquet"):
+        table_columns(write_file("bad.parquet", b"PAR1 nope"))
+
+
+def test_infinite_time_names_its_line(write_file):
+    path = write_file("t.csv", "user,item,time\n1,1,1\n1,2,inf\n1,3,3\n")
+    with pytest.raises(DataError) as error:
+        load_table(path, "user", "item", "time")
+    assert_error(error, path, "line 3", "column 'time'", "time inf is not a finite number")
+
+
+@pytest.mark.parametrize("column", ["user", "item"])
+def test_fractional_id_is_refused_not_made_an_extra_id(write_file, column):
+    rows = {"user": "1,1\n1,2\n2.5,3\n", "item": "1,1\n1,2\n1,2.5\n1,3\n"}[column]
+    path = write_file("t.csv", "user,item\n" + rows)
+    with pytest.raises(DataError) as error:
+        load_table(path, "user", "item")
+    assert_error(error, path, "line 4", f"column '{column}'", "id 2.5 is not a whole number")
+
+
+def test_one_column_for_user_and_item_is_refused(write_file):
+    path = write_file("t.csv", CSV_TABLE)
+    with pytest.raises(DataError) as error:
+        load_table(path, "user", "user")
+    assert_error(error, path, "user_col and item_col", "'user'", "two different columns")
+    with pytest.raises(DataError, match="item_col and time_col"):
+        load_table(path, "user", "item", "item")
 
 
 def test_latin1_csv_loads_with_a_warning(write_file):
@@ -386,6 +435,7 @@ def test_table_ragged_rows_name_line(write_file):
     with pytest.raises(DataError) as error:
         load_table(path, "user", "item")
     assert_error(error, path, "line 3")
+    assert "\n" not in str(error.value)  # pandas ends its message with a newline
 
 
 def test_table_empty_and_header_only(write_file):
@@ -411,6 +461,61 @@ def test_load_dataset_table_needs_columns(write_file):
     with pytest.raises(DataError, match="user_col") as error:
         load_dataset(path)
     assert_error(error, path, "'rating'")
+
+
+@pytest.mark.parametrize("setting", [{"user_col": "user"}, {"sep": ";"}, {"movies": "m.dat"}])
+def test_settings_of_another_format_are_named(write_file, movielens_folder, setting):
+    txt = write_file("toy.txt", "1 1\n1 2\n1 3\n")
+    for path, kind in ((txt, "SASRec .txt"), (movielens_folder, "MovieLens")):
+        if "movies" in setting and kind == "SASRec .txt":
+            continue
+        with pytest.raises(DataError) as error:
+            load_dataset(path, **setting)
+        assert_error(error, path, repr(next(iter(setting))), kind)
+
+
+def test_five_core_applies_to_every_file_format(write_file):
+    lines = [f"{u} {i}" for u in range(1, 7) for i in (1, 2, 3, 4)] + ["1 99", "2 99"]
+    txt = write_file("t.txt", "\n".join(lines) + "\n")
+    csv = write_file("t.csv", "user,item\n" + "\n".join(lines).replace(" ", ",") + "\n")
+    for data in (load_dataset(txt, five_core=True),
+                 load_dataset(csv, user_col="user", item_col="item", five_core=True)):
+        assert data.item_ids == [None, 1, 2, 3, 4]
+        assert data.stats()["rare_items_dropped"] == 1
+
+
+def test_a_utf8_byte_order_mark_is_read_as_text(write_file, ratings_dat, movies_dat):
+    bom = b"\xef\xbb\xbf"
+    plain = load_sasrec_txt(write_file("a.txt", "1 1\n1 2\n1 3\n"))
+    with_bom = load_sasrec_txt(write_file("b.txt", bom + b"1 1\n1 2\n1 3\n"))
+    assert with_bom.fingerprint() == plain.fingerprint()
+    write_file("ml/ratings.dat", bom + ratings_dat)
+    folder = write_file("ml/movies.dat", bom + movies_dat).parent
+    with pytest.warns(DataWarning, match="dropped 1 users"):
+        data = load_movielens(folder)
+    assert data.user_ids == [3, 7] and data.item_titles[1] == "Café Stories (1999)"
+
+
+def test_utf16_is_named(write_file):
+    path = write_file("u.txt", "1 1\n1 2\n1 3\n".encode("utf-16"))
+    with pytest.raises(DataError) as error:
+        load_sasrec_txt(path)
+    assert_error(error, path, "UTF-16", "UTF-8")
+    table = write_file("u.csv", "user,item\n1,1\n".encode("utf-16"))
+    with pytest.raises(DataError, match="UTF-16"):
+        load_table(table, "user", "item")
+
+
+@pytest.mark.parametrize("name", ["noise.txt", "noise.csv", "ml/ratings.dat"])
+def test_random_bytes_are_called_binary_without_mojibake(write_file, movies_dat, name):
+    path = write_file(name, np.random.default_rng(0).bytes(4096))
+    write_file("ml/movies.dat", movies_dat)
+    with pytest.raises(DataError) as error:
+        load_dataset(path if name != "ml/ratings.dat" else path.parent, **(
+            {"user_col": "user", "item_col": "item"} if name.endswith(".csv") else {}))
+    message = str(error.value)
+    assert "not a text file" in message
+    assert message.isascii() and message.isprintable() and len(message) < 300
 
 
 def test_load_dataset_unknown_suffix(write_file):
