@@ -175,7 +175,7 @@ def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.A
                                (0.0, [p for p in trainable if p.dim() < 2])):
             if members:
                 groups.append({"params": members, "weight_decay": decay,
-                               "lr": config.lr * scale})
+                               "lr": config.lr * scale, "lr_scale": scale})
     return torch.optim.AdamW(groups, lr=config.lr)
 
 
@@ -324,7 +324,7 @@ class Trainer:
             self.optimizer.load_state_dict(checkpoint.optimizer_state)
             # the saved state carries the old rate; a resume may lower it (after a divergence)
             for group in self.optimizer.param_groups:
-                group["lr"] = self.config.lr
+                group["lr"] = self.config.lr * group.get("lr_scale", 1.0)
         with self.lock:
             self.epochs_done = state["epochs_done"]
             self.step = state["step"]

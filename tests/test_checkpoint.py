@@ -259,7 +259,7 @@ def test_a_save_repairs_what_a_killed_save_left(tmp_path):
 
 
 def test_a_resume_may_lower_the_learning_rate(tmp_path):
-    data = make_synthetic(SyntheticConfig(num_users=30, num_items=30, num_interests=3,
+    data = make_synthetic(SyntheticConfig(num_users=30, num_items=30, planted_interests=3,
                                           min_seq_len=6, max_seq_len=10))
     settings = {"epochs": 1, "batch_size": 16, "device": "cpu", "max_len": 12, "lr": 1e-2}
     Trainer(_model(), leave_one_out(data), TrainConfig(**settings), data=data,
@@ -267,12 +267,14 @@ def test_a_resume_may_lower_the_learning_rate(tmp_path):
     lower = TrainConfig(**{**settings, "epochs": 2, "lr": 1e-4})
     trainer = Trainer(_model(), leave_one_out(data), lower, data=data)
     trainer.resume(tmp_path / "ck")
-    assert [group["lr"] for group in trainer.optimizer.param_groups] == [1e-4, 1e-4]
+    groups = trainer.optimizer.param_groups
+    assert [group["lr"] for group in groups] == [1e-4 * group["lr_scale"] for group in groups]
+    assert {group["lr_scale"] for group in groups} == {1.0}  # the model's default
     assert trainer.optimizer.state  # the Adam moments came back with it
 
 
 def test_the_dataset_is_stored_with_its_absolute_path_and_settings(tmp_path, monkeypatch):
-    data = make_synthetic(SyntheticConfig(num_users=30, num_items=30, num_interests=3,
+    data = make_synthetic(SyntheticConfig(num_users=30, num_items=30, planted_interests=3,
                                           min_seq_len=6, max_seq_len=10))
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "log.csv").write_text("stand-in: only the path is read")

@@ -218,7 +218,7 @@ def _tensor_bytes(value) -> int:
 
 @pytest.mark.parametrize("name, form", [("elastic", "elastic"), ("sasrec", "sasrec-sdpa")])
 def test_training_memory_counts_every_copy_the_trainer_holds(name, form):
-    data = make_synthetic(SyntheticConfig(num_users=40, num_items=300, num_interests=3,
+    data = make_synthetic(SyntheticConfig(num_users=40, num_items=300, planted_interests=3,
                                           min_seq_len=6, max_seq_len=12))
     model = build_model(name, num_items=data.num_items, max_len=12, d_model=32, num_layers=1,
                         num_interests=4, num_slots=16)

@@ -14,7 +14,7 @@ TINY = ["--max-len", "12", "--d-model", "16", "--layers", "1", "--k", "4", "--sl
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     folder = tmp_path_factory.mktemp("data")
-    data = make_synthetic(SyntheticConfig(num_users=40, num_items=30, num_interests=3,
+    data = make_synthetic(SyntheticConfig(num_users=40, num_items=30, planted_interests=3,
                                           min_seq_len=6, max_seq_len=12, seed=2))
     rows = [(user, item) for user, items in zip(data.user_ids, data.sequences, strict=True)
             for item in items]
