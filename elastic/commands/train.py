@@ -3,6 +3,9 @@
 Defaults (`elastic.train.SYNTHETIC_MODEL`, `SYNTHETIC_TRAIN`) are tuned for the embedded
 synthetic dataset (docs/training.md: ELASTIC in about 40 s on a 2-core CPU); for MovieLens-1M
 pass e.g. `--max-len 200 --epochs 200 --patience 10 --lr 1e-3`.
+
+Under `torchrun --nproc-per-node N -m elastic train ...` the same command trains one model on N
+processes (elastic/distributed.py); only rank 0 prints and writes.
 """
 
 from __future__ import annotations
@@ -24,8 +27,11 @@ from elastic.checkpoint import (
     read_checkpoint,
 )
 from elastic.data import InteractionData, leave_one_out, load_dataset
+from elastic.device import PRECISIONS, pick_device
+from elastic.distributed import process_group
 from elastic.evaluate import PopularityScorer, evaluate
 from elastic.models import build_model
+from elastic.models.common import NEGATIVE_SAMPLERS
 from elastic.train import (
     SYNTHETIC_MODEL,
     SYNTHETIC_TRAIN,
@@ -43,7 +49,9 @@ MODEL_FLAGS = {"max_len": "max_len", "d_model": "d_model", "layers": "num_layers
 # flag -> TrainConfig field
 TRAIN_FLAGS = {"epochs": "epochs", "lr": "lr", "batch": "batch_size", "device": "device",
                "seed": "seed", "patience": "patience", "loss": "loss",
-               "negatives": "num_negatives", "threads": "num_threads"}
+               "negatives": "num_negatives", "sampler": "sampler",
+               "batch_negatives": "batch_negatives", "precision": "precision",
+               "threads": "num_threads"}
 # (flag, type, help) of each setting, in the order --help lists them
 MODEL_OPTIONS = [
     ("max_len", int, "N, most recent items read"),
@@ -62,11 +70,16 @@ TRAIN_OPTIONS = [
     ("seed", int, "random seed"),
     ("patience", int, "validations without a better NDCG@10 before stopping"),
     ("loss", str, "full softmax or sampled"),
-    ("negatives", int, "negatives for --loss sampled"),
+    ("negatives", int, "negatives drawn per batch for --loss sampled"),
+    ("sampler", str, "where --loss sampled draws negatives from"),
+    ("batch_negatives", int, "--loss sampled: also this many of the batch's own targets"),
+    ("precision", str, "bf16 autocast, or auto: bf16 where the device computes it natively"),
     ("threads", int, "torch CPU threads; 1 is fastest for small models"),
 ]
+CHOICES = {"loss": ["full", "sampled"], "sampler": list(NEGATIVE_SAMPLERS),
+           "precision": list(PRECISIONS)}
 # what a resumed run may change; everything else is the run's own
-RESUMABLE = {"epochs", "patience", "device", "threads"}
+RESUMABLE = {"epochs", "patience", "device", "threads", "precision"}
 
 
 def register(subparsers) -> None:
@@ -89,8 +102,7 @@ def register(subparsers) -> None:
     for title, options in (("model", MODEL_OPTIONS), ("training", TRAIN_OPTIONS)):
         group = parser.add_argument_group(title)
         for flag, kind, text in options:
-            choices = ["full", "sampled"] if flag == "loss" else None
-            group.add_argument(f"--{flag.replace('_', '-')}", type=kind, choices=choices,
+            group.add_argument(f"--{flag.replace('_', '-')}", type=kind, choices=CHOICES.get(flag),
                                help=_with_default(flag, text))
     parser.set_defaults(run=run)
 
@@ -130,7 +142,8 @@ def _resumed_run(args: argparse.Namespace, checkpoint_dir: Path):
         flags = ", ".join(f"--{flag.replace('_', '-')}" for flag in sorted(changed))
         raise CheckpointError(
             f"a resumed run keeps its own settings; drop {flags} (only --epochs, --patience, "
-            "--device and --threads may change), or start a new run in another --out folder"
+            "--device, --threads and --precision may change), or start a new run in another "
+            "--out folder"
         )
     model = build_model(meta["model"], **meta["config"])
     train_config = {**meta["train_state"]["train_config"], **_given(args, TRAIN_FLAGS)}
@@ -185,23 +198,27 @@ def run(args: argparse.Namespace) -> int:
     data = load_dataset(spec)
     if meta is None:
         model, config = _new_run(args, data)
-    trainer = Trainer(model, leave_one_out(data), config, data=data, data_spec=str(spec),
-                      checkpoint_dir=checkpoint_dir)
-    if args.resume:
-        trainer.resume(checkpoint_dir)
-    bar = _progress_bar(trainer)
-    try:
-        result = trainer.fit()
-    except KeyboardInterrupt:
-        bar.close()
-        print(f"interrupted after epoch {trainer.epochs_done}; the checkpoint in {out} holds it. "
-              "Continue with --resume.", file=sys.stderr)
-        return 130
+    with process_group(pick_device(config.device)) as ranks:
+        trainer = Trainer(model, leave_one_out(data), config, data=data, data_spec=str(spec),
+                          checkpoint_dir=checkpoint_dir)
+        if args.resume:
+            trainer.resume(checkpoint_dir)
+        bar = _progress_bar(trainer) if ranks.is_main else None
+        try:
+            result = trainer.fit()
+        except KeyboardInterrupt:
+            if bar is not None:
+                bar.close()
+                print(f"interrupted after epoch {trainer.epochs_done}; the checkpoint in {out} "
+                      "holds it. Continue with --resume.", file=sys.stderr)
+            return 130
+    if not ranks.is_main:
+        return 0  # rank 0 writes and prints for all
     bar.close()
     popularity = evaluate(PopularityScorer(trainer.split), trainer.test_loader)
     metrics = {
         **{key: result[key] for key in ("train_loss", "valid", "test", "best_epoch", "epochs",
-                                        "early_stopped", "seconds", "device")},
+                                        "early_stopped", "seconds", "device", "world_size")},
         "model": model_name(trainer.model),
         "config": trainer.model.config_dict(),
         "train_config": trainer.train_state()["train_config"],
@@ -214,5 +231,7 @@ def run(args: argparse.Namespace) -> int:
     test, pop = result["test"], popularity
     print(f"test HR@10 {test['HR@10']:.4f}  NDCG@10 {test['NDCG@10']:.4f}  MRR {test['MRR']:.4f}"
           f"  (popularity HR@10 {pop['HR@10']:.4f}); best epoch {result['best_epoch']}, "
-          f"{result['seconds']:.1f} s on {result['device']}; wrote {out / 'metrics.json'}")
+          f"{result['seconds']:.1f} s on {result['device']}"
+          + (f" × {result['world_size']} processes" if result["world_size"] > 1 else "")
+          + f"; wrote {out / 'metrics.json'}")
     return 0
