@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from elastic.cli import main
 from elastic.data import SyntheticConfig, leave_one_out, make_synthetic
@@ -54,20 +53,34 @@ def _first_step_gradients(name: str) -> dict[str, torch.Tensor]:
     return grads
 
 
-def _rank_worker(rank: int, folder: str) -> None:
+def _save_rank_gradients(folder: Path) -> None:
+    """What each torchrun process runs (`python -m tests.test_distributed FOLDER`)."""
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{folder}/rendezvous", rank=rank,
-                            world_size=2)
+    dist.init_process_group("gloo")
     try:
-        assert current_ranks() == Ranks(rank, 2, 0)
+        rank = dist.get_rank()
+        assert current_ranks() == Ranks(rank, 2, rank)
         grads = {name: _first_step_gradients(name) for name in ("sasrec", "elastic")}
-        torch.save(grads, Path(folder) / f"grads-{rank}.pt")
+        torch.save(grads, folder / f"grads-{rank}.pt")
     finally:
         dist.destroy_process_group()
 
 
+def _torchrun(*args: str) -> subprocess.CompletedProcess:
+    """Two processes of `python -m ARGS` under torchrun, from the repository root."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               "--nproc-per-node", "2", "-m", *args]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
 def test_one_ddp_step_has_the_gradients_of_one_process_on_the_whole_batch(tmp_path):
-    mp.spawn(_rank_worker, args=(str(tmp_path),), nprocs=2)
+    # torchrun, not multiprocessing's spawn: spawn re-runs the parent's __main__, which after
+    # the app tests is app.py
+    _torchrun("tests.test_distributed", str(tmp_path))
     for name in ("sasrec", "elastic"):
         single = _first_step_gradients(name)
         for rank in (0, 1):
@@ -121,21 +134,15 @@ def dataset_file(tmp_path_factory):
     return path
 
 
-def _torchrun(*args: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               "--nproc-per-node", "2", "-m", "elastic", "train", *args]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done
+def _train(*args: str) -> subprocess.CompletedProcess:
+    return _torchrun("elastic", "train", *args)
 
 
 @pytest.fixture(scope="module")
 def two_processes(tmp_path_factory, dataset_file):
     """A 2-epoch run on two gloo processes: (metrics.json, what it printed)."""
     out = tmp_path_factory.mktemp("runs") / "two"
-    done = _torchrun("--data", str(dataset_file), "--epochs", "2", "--out", str(out), *SMALL)
+    done = _train("--data", str(dataset_file), "--epochs", "2", "--out", str(out), *SMALL)
     return json.loads((out / "metrics.json").read_text()), done.stdout
 
 
@@ -155,9 +162,13 @@ def test_two_gloo_processes_train_what_one_process_trains(two_processes, dataset
 def test_a_torchrun_run_resumes_exactly(two_processes, dataset_file, tmp_path):
     whole, _ = two_processes
     out = tmp_path / "resumed"
-    _torchrun("--data", str(dataset_file), "--epochs", "1", "--out", str(out), *SMALL)
-    _torchrun("--out", str(out), "--resume", "--epochs", "2")
+    _train("--data", str(dataset_file), "--epochs", "1", "--out", str(out), *SMALL)
+    _train("--out", str(out), "--resume", "--epochs", "2")
     resumed = json.loads((out / "metrics.json").read_text())
     assert [h["epoch"] for h in resumed["history"]] == [1, 2]
     assert resumed["train_loss"] == whole["train_loss"]
     assert resumed["test"] == whole["test"]
+
+
+if __name__ == "__main__":
+    _save_rank_gradients(Path(sys.argv[1]))
