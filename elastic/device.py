@@ -30,3 +30,29 @@ def describe_device(device: torch.device) -> str:
     if device.type == "cpu":
         return f"cpu ({torch.get_num_threads()} threads)"
     return device.type
+
+
+PRECISIONS = ("fp32", "bf16", "auto")
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Does the device compute in bf16 natively: an Ampere or later GPU, or a CPU with
+    AVX512-BF16 or AMX? Elsewhere bf16 autocast runs, but emulated and slower than float32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        capabilities = torch.cpu.get_capabilities()
+        return bool(capabilities.get("avx512_bf16") or capabilities.get("amx_bf16"))
+    return False
+
+
+def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
+    """The autocast dtype of a training step: None (float32) for "fp32", bfloat16 for "bf16",
+    and for "auto" bfloat16 where `native_bf16(device)`, else None."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "bf16" and device.type not in ("cuda", "cpu"):
+        raise ValueError(f"bf16 autocast is not supported on {device.type}; use --precision fp32")
+    if precision == "bf16" or (precision == "auto" and native_bf16(device)):
+        return torch.bfloat16
+    return None

@@ -1,7 +1,10 @@
 """Full-ranking evaluation: every item is a candidate, the user's history is filtered out.
 
 A scorer is any callable `history_ids (B, N) -> scores (B, |I|+1)`: a model, or the
-`PopularityScorer` baseline, go through the same `evaluate`. For each user the target's rank is
+`PopularityScorer` baseline, go through the same `evaluate`. Both are also `FactorisedScorer`s
+(score = user_state · item_weight[item]), which `evaluate` and `top_k_items` score a chunk of
+ITEM_CHUNK items at a time: B × ITEM_CHUNK scores at once, never B × |I|, so a catalogue of
+millions of items ranks in bounded memory. For each user the target's rank is
 
     rank = 1 + #{candidates i : score_i > score_target}
 
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -35,6 +39,17 @@ from elastic.models import PAD
 METRIC_NAMES = ("HR@10", "HR@20", "NDCG@10", "NDCG@20", "MRR")
 CUTOFFS = (10, 20)
 Scorer = Callable[[torch.Tensor], torch.Tensor]  # history_ids (B, N) -> scores (B, |I|+1)
+ITEM_CHUNK = 65536  # items scored at once: B × 65,536 scores (64 MiB at B = 256, float32)
+
+
+@runtime_checkable
+class FactorisedScorer(Protocol):
+    """A scorer whose score of item i is user_state(history) · item_weight[i]."""
+
+    item_weight: torch.Tensor  # (|I|+1, d)
+
+    def user_state(self, history_ids: torch.Tensor) -> torch.Tensor:  # (B, N) -> (B, d)
+        ...
 
 
 def target_ranks(
@@ -60,6 +75,91 @@ def target_ranks(
     return 1 + above.sum(1)
 
 
+def _item_chunks(item_weight: torch.Tensor, item_chunk: int):
+    """(first item id, item_weight rows) of each chunk of the catalogue, padding row included."""
+    for start in range(0, item_weight.shape[0], item_chunk):
+        yield start, item_weight[start : start + item_chunk]
+
+
+def _mask_chunk(
+    scores: torch.Tensor,
+    start: int,
+    seen_rows: torch.Tensor | None,
+    seen_items: torch.Tensor | None,
+) -> None:
+    """Set the padding column and the seen items inside the chunk [start, start + C) to -inf."""
+    if start == 0:
+        scores[:, PAD] = float("-inf")
+    if seen_rows is not None and seen_items is not None:
+        inside = (seen_items >= start) & (seen_items < start + scores.shape[1])
+        scores[seen_rows[inside], seen_items[inside] - start] = float("-inf")
+
+
+def chunked_target_ranks(
+    user_states: torch.Tensor,
+    item_weight: torch.Tensor,
+    targets: torch.Tensor,
+    seen_rows: torch.Tensor | None = None,
+    seen_items: torch.Tensor | None = None,
+    item_chunk: int = ITEM_CHUNK,
+) -> torch.Tensor:
+    """`target_ranks` of the scores user_states (B, d) · item_weightᵀ, item_chunk items at a time.
+
+    Same filtering, tie and NaN rules. The target's score is one dot product per user; a chunk's
+    matrix product may round differently in the last bit, which can only move a rank when
+    another item's score lies within rounding of the target's.
+    """
+    device = user_states.device
+    targets = targets.to(device)
+    if seen_rows is not None and seen_items is not None:
+        seen_rows, seen_items = seen_rows.to(device), seen_items.to(device)
+    target_scores = (user_states * item_weight[targets]).sum(-1)  # (B,)
+    target_scores = torch.nan_to_num(target_scores, nan=float("-inf"))
+    rows = torch.arange(user_states.shape[0], device=device)
+    above = torch.zeros_like(targets)
+    for start, weights in _item_chunks(item_weight, item_chunk):
+        scores = user_states @ weights.T  # (B, C)
+        _mask_chunk(scores, start, seen_rows, seen_items)
+        mine = (targets >= start) & (targets < start + weights.shape[0])
+        scores[rows[mine], targets[mine] - start] = float("-inf")  # not its own competitor
+        above += ((scores > target_scores[:, None]) | scores.isnan()).sum(1)
+    return 1 + above
+
+
+@torch.no_grad()
+def top_k_items(
+    scorer: FactorisedScorer,
+    history_ids: torch.Tensor,
+    k: int = 10,
+    seen_rows: torch.Tensor | None = None,
+    seen_items: torch.Tensor | None = None,
+    item_chunk: int = ITEM_CHUNK,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k best items of each history -> (scores (B, k), item ids (B, k)), best first.
+
+    Padding and the (seen_rows, seen_items) pairs (`EvalLoader.seen_items`) are never
+    recommended. The catalogue is scored item_chunk items at a time and merged into a running
+    top-k, so memory is B × (item_chunk + k) scores for any catalogue size. Call it with the
+    model in eval mode (`evaluate` does that for its own calls).
+    """
+    device = history_ids.device
+    if seen_rows is not None and seen_items is not None:
+        seen_rows, seen_items = seen_rows.to(device), seen_items.to(device)
+    states = scorer.user_state(history_ids)  # (B, d)
+    item_weight = scorer.item_weight.to(device)
+    best_scores = states.new_empty(states.shape[0], 0)
+    best_items = torch.empty(states.shape[0], 0, dtype=torch.long, device=device)
+    for start, weights in _item_chunks(item_weight, item_chunk):
+        scores = states @ weights.T  # (B, C)
+        _mask_chunk(scores, start, seen_rows, seen_items)
+        ids = torch.arange(start, start + weights.shape[0], device=device).expand_as(scores)
+        merged_scores = torch.cat([best_scores, scores], 1)
+        merged_items = torch.cat([best_items, ids], 1)
+        best_scores, where = merged_scores.topk(min(k, merged_scores.shape[1]), dim=1)
+        best_items = merged_items.gather(1, where)
+    return best_scores, best_items
+
+
 def metrics_from_ranks(ranks: torch.Tensor) -> dict[str, float]:
     """Mean HR@10/20, NDCG@10/20 and MRR of 1-based ranks (B,)."""
     ranks = ranks.double()
@@ -77,11 +177,14 @@ def evaluate(
     scorer: Scorer,
     loader: EvalLoader,
     device: str | torch.device | None = None,
+    item_chunk: int = ITEM_CHUNK,
 ) -> dict[str, float]:
     """Full-ranking metrics of `scorer` on the users of `loader` (one stage: valid or test).
 
     A model is put in eval mode for the call (and back in its previous mode after); its device
-    is used unless `device` is given. Returns METRIC_NAMES plus "users".
+    is used unless `device` is given. A `FactorisedScorer` (every model, the popularity
+    baseline) is ranked item_chunk items at a time (`chunked_target_ranks`); any other
+    callable returns its (B, |I|+1) scores at once. Returns METRIC_NAMES plus "users".
     """
     was_training = isinstance(scorer, nn.Module) and scorer.training
     if isinstance(scorer, nn.Module):
@@ -89,12 +192,22 @@ def evaluate(
         if device is None:
             device = next(scorer.parameters()).device
     device = torch.device(device or "cpu")
+    factorised = isinstance(scorer, FactorisedScorer)
+    if factorised:
+        item_weight = scorer.item_weight.to(device)
     ranks = []
     try:
         for history_ids, targets, user_index in loader:
-            scores = scorer(history_ids.to(device))  # (B, |I|+1)
             seen_rows, seen_items = loader.seen_items(user_index)
-            ranks.append(target_ranks(scores, targets.to(device), seen_rows, seen_items).cpu())
+            if factorised:
+                states = scorer.user_state(history_ids.to(device))  # (B, d)
+                batch_ranks = chunked_target_ranks(
+                    states, item_weight, targets, seen_rows, seen_items, item_chunk
+                )
+            else:
+                scores = scorer(history_ids.to(device))  # (B, |I|+1)
+                batch_ranks = target_ranks(scores, targets.to(device), seen_rows, seen_items)
+            ranks.append(batch_ranks.cpu())
     finally:
         if was_training:
             scorer.train()
@@ -120,10 +233,16 @@ class PopularityScorer:
         counts += tie_break / (2.0 * (split.num_items + 1))
         counts[PAD] = -np.inf
         self.scores = torch.from_numpy(counts)  # (|I|+1,) float64
+        # as a FactorisedScorer: every user's state is [1], an item's weight its score. float64:
+        # in float32 the tie-breaking fraction of a count in the thousands would round away
+        self.item_weight = self.scores[:, None]  # (|I|+1, 1)
 
     def __call__(self, history_ids: torch.Tensor) -> torch.Tensor:
         scores = self.scores.to(history_ids.device)
         return scores.expand(history_ids.shape[0], -1)  # (B, |I|+1)
+
+    def user_state(self, history_ids: torch.Tensor) -> torch.Tensor:
+        return torch.ones(history_ids.shape[0], 1, dtype=torch.float64, device=history_ids.device)
 
 
 @torch.no_grad()

@@ -15,6 +15,10 @@ Determinism: every epoch reseeds torch, numpy and `random` from (seed, epoch) an
 shuffles with seed + epoch, so an epoch does the same work whether the run was resumed before it
 or not. On a stop, the unfinished epoch is dropped: the next `fit()` (or a resume from the
 checkpoint) restarts it from the state at the end of the previous epoch.
+
+Data-parallel: built inside `elastic.distributed.process_group` (torchrun), the trainer takes
+its rank's share of every global batch and of the evaluation users, and only rank 0 writes
+checkpoints (elastic/distributed.py, docs/scale.md).
 """
 
 from __future__ import annotations
@@ -50,9 +54,19 @@ from elastic.data import (
     ProgressLoader,
     TrainLoader,
 )
-from elastic.device import describe_device, pick_device
+from elastic.device import PRECISIONS, autocast_dtype, describe_device, pick_device
+from elastic.distributed import (
+    TrainingStep,
+    current_ranks,
+    evaluate_shard,
+    mean_over_ranks,
+    rank_device,
+    shard_split,
+    wrap_for_ranks,
+)
 from elastic.evaluate import evaluate
 from elastic.models import SequentialRecommender
+from elastic.models.common import NEGATIVE_SAMPLERS, PAD, NegativeSampler
 
 EARLY_STOPPING_METRIC = "NDCG@10"
 EVENTS = ("on_epoch_start", "on_batch_end", "on_eval_batch_end", "on_epoch_end", "on_train_end")
@@ -92,7 +106,10 @@ class TrainConfig:
     seed: int = 0  # seeds torch, numpy and random per epoch, and the loader's shuffle
     device: str = "auto"  # "auto" (cuda, mps, cpu), "cpu", "cuda", "cuda:1", "mps"
     loss: str = "full"  # "full" softmax CE over all items, or "sampled" (large catalogues)
-    num_negatives: int = 256  # uniform negatives per batch for loss="sampled"
+    num_negatives: int = 256  # loss="sampled": negatives drawn from `sampler` per batch
+    sampler: str = "uniform"  # "uniform", "log-uniform" (Zipf by popularity rank), "popularity"
+    batch_negatives: int = 0  # loss="sampled": also this many of the batch's targets (in-batch)
+    precision: str = "fp32"  # "fp32", "bf16" autocast, "auto" (bf16 where the device has it)
     patience: int | None = 5  # stop after this many validations without a better NDCG@10
     eval_every: int = 1  # validate every this many epochs (and always after the last one)
     grad_clip: float | None = 1.0  # max global gradient norm; None = no clipping
@@ -102,6 +119,10 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.loss not in ("full", "sampled"):
             raise ValueError(f"loss must be 'full' or 'sampled', got {self.loss!r}")
+        if self.sampler not in NEGATIVE_SAMPLERS:
+            raise ValueError(f"sampler must be one of {NEGATIVE_SAMPLERS}, got {self.sampler!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         for name in ("epochs", "batch_size", "eval_every", "eval_batch_size", "num_negatives"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -159,9 +180,12 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
 
 
-def epoch_seed(seed: int, epoch: int) -> int:
-    """A seed per (run seed, epoch) that never collides across runs as seed + epoch would."""
-    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
+    """A seed per (run seed, epoch, rank) that never collides across runs as seed + epoch would.
+
+    Each rank draws its own dropout masks and negatives; rank 0 draws what one process draws."""
+    entropy = [seed, epoch] if rank == 0 else [seed, epoch, rank]
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
 
 
 def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.AdamW:
@@ -202,17 +226,17 @@ class Trainer:
     ) -> None:
         self.config = config or TrainConfig()
         cfg = self.config
-        self.device = pick_device(cfg.device)
+        self.ranks = current_ranks()  # one process unless built inside a process group
+        self.device = rank_device(pick_device(cfg.device), self.ranks)
         self.model = model.to(self.device)
-        self.model.loss_type = cfg.loss
-        self.model.num_negatives = cfg.num_negatives
         self.max_len = cfg.max_len or model.config.max_len
         if self.max_len > model.config.max_len:
             raise ValueError(
                 f"max_len {self.max_len} exceeds the model's max_len {model.config.max_len}"
             )
         self.split = split
-        self.train_loader = TrainLoader(split.train, self.max_len, cfg.batch_size, cfg.seed)
+        self.train_loader = TrainLoader(split.train, self.max_len, cfg.batch_size, cfg.seed,
+                                        rank=self.ranks.rank, world_size=self.ranks.world_size)
         if len(self.train_loader) == 0:
             raise ValueError(
                 f"no user has {MIN_SEQUENCE_LENGTH + 1} or more interactions, so there is nothing "
@@ -220,6 +244,25 @@ class Trainer:
             )
         self.valid_loader = EvalLoader(split, "valid", self.max_len, cfg.eval_batch_size)
         self.test_loader = EvalLoader(split, "test", self.max_len, cfg.eval_batch_size)
+        self.model.loss_type = cfg.loss
+        if cfg.loss == "sampled":
+            target_counts = torch.bincount(self.train_loader.target_ids.flatten(),
+                                           minlength=split.num_items + 1)
+            target_counts[PAD] = 0
+            self.model.negative_sampler = NegativeSampler(
+                cfg.sampler, target_counts, cfg.num_negatives, cfg.batch_negatives
+            ).to(self.device)
+        self.train_step = wrap_for_ranks(
+            TrainingStep(self.model, autocast_dtype(self.device, cfg.precision)),
+            self.device,
+            self.ranks,
+        )
+        # on several ranks each evaluates a shard of the users (evaluate_shard)
+        self._shard_loaders = {
+            stage: EvalLoader(shard_split(split, self.ranks), stage, self.max_len,
+                              cfg.eval_batch_size)
+            for stage in ("valid", "test")
+        } if self.ranks.world_size > 1 else {}
         self.optimizer = make_optimizer(self.model, cfg)
         self.dataset_info = (
             _dataset_info(data, data_spec or data.source, data_settings) if data is not None else {}
@@ -345,10 +388,13 @@ class Trainer:
 
     def evaluate(self, stage: str = "test") -> dict[str, float]:
         """Full-ranking metrics of the model as it is now on 'valid' or 'test', reported batch
-        by batch to `on_eval_batch_end`."""
+        by batch to `on_eval_batch_end` (on several ranks, each scores its shard and every rank
+        gets the combined metrics)."""
         return self._evaluate(stage, self.epochs_done)
 
     def _evaluate(self, stage: str, epoch: int) -> dict[str, float]:
+        if self._shard_loaders:
+            return evaluate_shard(self.model, self._shard_loaders[stage], self.ranks)
         loader = self.valid_loader if stage == "valid" else self.test_loader
 
         def report(batch: int, batches: int) -> None:
@@ -365,7 +411,8 @@ class Trainer:
 
         Returns {"train_loss": [per epoch], "valid": best validation metrics, "test": test
         metrics of the best weights (None if stopped), "best_epoch", "epochs", "stopped",
-        "early_stopped", "seconds", "device", "history"}. Clear `stop_event` to fit again.
+        "early_stopped", "seconds", "device", "world_size", "history"}. Clear `stop_event` to
+        fit again.
         """
         threads = torch.get_num_threads()
         if self.config.num_threads is not None:
@@ -392,7 +439,7 @@ class Trainer:
             test = self.evaluate("test")
             with self.lock:
                 self.test_metrics = test
-        if self.checkpoint_dir is not None:
+        if self.checkpoint_dir is not None and self.ranks.is_main:
             self.save_checkpoint()
         result = {
             "train_loss": [entry["train_loss"] for entry in self.history],
@@ -404,6 +451,7 @@ class Trainer:
             "early_stopped": self.early_stopped(),
             "seconds": self.seconds,
             "device": describe_device(self.device),
+            "world_size": self.ranks.world_size,
             "history": copy.deepcopy(self.history),
         }
         self._fire("on_train_end", TrainEnd(result))
@@ -414,7 +462,7 @@ class Trainer:
         cfg = self.config
         epoch = self.epochs_done + 1  # 1-based
         started = time.perf_counter()
-        seed_everything(epoch_seed(cfg.seed, epoch))
+        seed_everything(epoch_seed(cfg.seed, epoch, self.ranks.rank))
         self.train_loader.set_epoch(epoch - 1)
         self._fire("on_epoch_start", EpochStart(epoch, cfg.epochs))
         self.model.train()
@@ -423,8 +471,9 @@ class Trainer:
         for batch, (input_ids, target_ids) in enumerate(self.train_loader, start=1):
             if self.stop_event.is_set():
                 return False
-            loss = self.model.training_loss(input_ids.to(self.device), target_ids.to(self.device))
-            loss_value = float(loss.detach())
+            loss = self.train_step(input_ids.to(self.device), target_ids.to(self.device))
+            # the global batch's loss, equal on every rank, so all ranks stop on a divergence
+            loss_value = mean_over_ranks(loss.detach(), self.ranks)
             if not np.isfinite(loss_value):
                 # a resume at the same rate repeats the same steps: only a lower rate helps
                 raise TrainingDiverged(
@@ -465,7 +514,7 @@ class Trainer:
             copy.deepcopy(self.model.state_dict()),
             copy.deepcopy(self.optimizer.state_dict()),
         )
-        if self.checkpoint_dir is not None:
+        if self.checkpoint_dir is not None and self.ranks.is_main:
             self.save_checkpoint()
         self._fire(
             "on_epoch_end",

@@ -17,10 +17,12 @@ from elastic.data import (
 )
 from elastic.evaluate import (
     PopularityScorer,
+    chunked_target_ranks,
     evaluate,
     interest_recovery,
     metrics_from_ranks,
     target_ranks,
+    top_k_items,
 )
 from elastic.models import build_model
 
@@ -241,3 +243,67 @@ def test_interest_recovery_runs_on_elastic_and_refuses_data_without_truth(tiny_s
     plain = _dataset(data.sequences, data.num_items)
     with pytest.raises(ValueError, match="planted interests"):
         interest_recovery(model, plain, leave_one_out(plain))
+
+
+def _states_and_seen(num_items=40, users=6, d=5, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    states = torch.randn(users, d, dtype=torch.float64, generator=generator)
+    weight = torch.randn(num_items + 1, d, dtype=torch.float64, generator=generator)
+    targets = torch.randint(1, num_items + 1, (users,), generator=generator)
+    seen_rows = torch.arange(users).repeat_interleave(4)
+    seen_items = torch.randint(1, num_items + 1, (users * 4,), generator=generator)
+    return states, weight, targets, seen_rows, seen_items
+
+
+@pytest.mark.parametrize("item_chunk", [1, 7, 41, 1000])
+def test_chunked_ranks_equal_the_ranks_of_the_whole_score_matrix(item_chunk):
+    states, weight, targets, seen_rows, seen_items = _states_and_seen()
+    seen_items[0] = targets[0]  # a repeated target stays a candidate
+    states[1, 0] = float("nan")  # a NaN user: worst rank
+    weight[7, 0] = float("nan")  # a NaN item: above every target
+    want = target_ranks(states @ weight.T, targets, seen_rows, seen_items)
+    got = chunked_target_ranks(states, weight, targets, seen_rows, seen_items, item_chunk)
+    assert got.tolist() == want.tolist()
+    # the NaN user is last: 1 + every other item that is not filtered
+    assert got[1] == 1 + 39 - len(set(seen_items[4:8].tolist()) - {targets[1].item()})
+
+
+@pytest.mark.parametrize("item_chunk", [3, 16, 1000])
+def test_top_k_is_the_best_k_of_the_filtered_scores(item_chunk):
+    states, weight, _targets, seen_rows, seen_items = _states_and_seen()
+    scorer = SimpleNamespace(user_state=lambda history: states, item_weight=weight)
+    scores, items = top_k_items(scorer, torch.zeros(6, 3, dtype=torch.long), 10,
+                                seen_rows, seen_items, item_chunk)
+    full = states @ weight.T
+    full[:, 0] = NEG
+    full[seen_rows, seen_items] = NEG
+    want_scores, want_items = full.topk(10, dim=1)
+    assert torch.equal(items, want_items)
+    torch.testing.assert_close(scores, want_scores)  # a chunk's product may round differently
+
+
+@pytest.mark.parametrize("name", ["sasrec", "elastic"])
+def test_models_rank_the_catalogue_in_chunks_as_their_logits_do(name):
+    """`evaluate` scores a model through user_state chunk by chunk; the ranks must be those of
+    the (B, |I|+1) logits of forward()."""
+    data = make_synthetic(SyntheticConfig(num_users=30, num_items=50, planted_interests=3,
+                                          min_seq_len=6, max_seq_len=14, seed=1))
+    split = leave_one_out(data)
+    torch.manual_seed(0)
+    model = build_model(name, num_items=50, max_len=12, d_model=16, num_layers=2,
+                        num_interests=4, num_slots=16).double().eval()
+    loader = EvalLoader(split, "test", max_len=12, batch_size=8)
+    history = loader.history_ids[:8]
+    torch.testing.assert_close(model.scores(model.user_state(history)), model(history))
+    chunked = evaluate(model, loader, item_chunk=9)
+    whole = evaluate(lambda history_ids: model(history_ids), loader)
+    assert chunked == whole
+
+
+def test_popularity_ranks_the_same_whole_or_in_chunks():
+    data = make_synthetic(SyntheticConfig(num_users=40, num_items=60, planted_interests=3,
+                                          min_seq_len=6, max_seq_len=14, seed=2))
+    split = leave_one_out(data)
+    loader = EvalLoader(split, "test", max_len=10, batch_size=16)
+    scorer = PopularityScorer(split)
+    assert evaluate(scorer, loader, item_chunk=7) == evaluate(lambda h: scorer(h), loader)

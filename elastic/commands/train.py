@@ -3,6 +3,9 @@
 Defaults (`elastic.train.SYNTHETIC_MODEL`, `SYNTHETIC_TRAIN`) are tuned for the embedded
 synthetic dataset (docs/training.md: ELASTIC in about 40 s on a 2-core CPU); for MovieLens-1M
 pass e.g. `--max-len 200 --epochs 200 --patience 10 --lr 1e-3`.
+
+Under `torchrun --nproc-per-node N -m elastic train ...` the same command trains one model on N
+processes (elastic/distributed.py); only rank 0 prints and writes.
 """
 
 from __future__ import annotations
@@ -41,9 +44,11 @@ from elastic.commands.options import (
 )
 from elastic.complexity import Shape, check_training_budget
 from elastic.data import InteractionData, leave_one_out
-from elastic.device import pick_device
+from elastic.device import PRECISIONS, pick_device
+from elastic.distributed import process_group
 from elastic.evaluate import PopularityScorer, evaluate
 from elastic.models import SequentialRecommender, build_model
+from elastic.models.common import NEGATIVE_SAMPLERS
 from elastic.train import (
     SYNTHETIC_MODEL,
     SYNTHETIC_TRAIN,
@@ -63,7 +68,9 @@ MODEL_FLAGS = {"max_len": "max_len", "d_model": "d_model", "layers": "num_layers
 # flag -> TrainConfig field
 TRAIN_FLAGS = {"epochs": "epochs", "lr": "lr", "batch": "batch_size", "device": "device",
                "seed": "seed", "patience": "patience", "loss": "loss",
-               "negatives": "num_negatives", "threads": "num_threads"}
+               "negatives": "num_negatives", "sampler": "sampler",
+               "batch_negatives": "batch_negatives", "precision": "precision",
+               "threads": "num_threads"}
 # (flag, type, help) of each setting, in the order --help lists them; each type refuses a bad
 # value in one sentence (options.py), so no setting reaches torch to fail as a traceback
 MODEL_OPTIONS: list[tuple[str, Callable[[str], Any], str]] = [
@@ -83,12 +90,17 @@ TRAIN_OPTIONS: list[tuple[str, Callable[[str], Any], str]] = [
     ("seed", at_least(0), "random seed"),
     ("patience", at_least(1), "validations without a better NDCG@10 before stopping"),
     ("loss", str, "full softmax or sampled"),
-    ("negatives", at_least(1), "negatives for --loss sampled"),
+    ("negatives", at_least(1), "negatives drawn per batch for --loss sampled"),
+    ("sampler", str, "where --loss sampled draws negatives from"),
+    ("batch_negatives", at_least(0), "--loss sampled: also this many of the batch's own targets"),
+    ("precision", str, "bf16 autocast, or auto: bf16 where the device computes it natively"),
     ("threads", at_least(1), "torch CPU threads; 1 is fastest for small models"),
 ]
+CHOICES = {"loss": ["full", "sampled"], "sampler": list(NEGATIVE_SAMPLERS),
+           "precision": list(PRECISIONS)}
 # what a resumed run may change; everything else is the run's own. --lr too: after a
 # divergence, the same rate would repeat the same steps
-RESUMABLE = {"epochs", "patience", "lr", "device", "threads"}
+RESUMABLE = {"epochs", "patience", "lr", "device", "threads", "precision"}
 
 
 def register(subparsers) -> None:
@@ -111,8 +123,7 @@ def register(subparsers) -> None:
     for title, options in (("model", MODEL_OPTIONS), ("training", TRAIN_OPTIONS)):
         group = parser.add_argument_group(title)
         for flag, kind, text in options:
-            choices = ["full", "sampled"] if flag == "loss" else None
-            group.add_argument(f"--{flag.replace('_', '-')}", type=kind, choices=choices,
+            group.add_argument(f"--{flag.replace('_', '-')}", type=kind, choices=CHOICES.get(flag),
                                help=_with_default(flag, text))
     add_table_options(parser)
     parser.set_defaults(run=run)
@@ -167,7 +178,8 @@ def _resumed_run(args: argparse.Namespace, checkpoint_dir: Path):
         flags = ", ".join(f"--{flag.replace('_', '-')}" for flag in sorted(changed))
         raise CheckpointError(
             f"a resumed run keeps its own settings; drop {flags} (only --epochs, --patience, "
-            "--lr, --device and --threads may change), or start a new run in another --out folder"
+            "--lr, --device, --threads and --precision may change), or start a new run in "
+            "another --out folder"
         )
     model = build_from_checkpoint(checkpoint)
     return model, TrainConfig(**{**state["train_config"], **_given(args, TRAIN_FLAGS)}), meta
@@ -259,39 +271,43 @@ def run(args: argparse.Namespace) -> int:
     if meta is None:
         model, config = _new_run(args, data)
     _check_memory(model, config, data)
-    trainer = Trainer(model, leave_one_out(data), config, data=data, data_spec=str(spec),
-                      data_settings=settings, checkpoint_dir=checkpoint_dir)
-    if args.resume:
-        trainer.resume(checkpoint_dir)
-    bar = progress_bar(trainer)
-    try:
-        result = trainer.fit()
-    except KeyboardInterrupt:
-        bar.close()
-        print(f"interrupted after epoch {trainer.epochs_done}; the checkpoint in {out} holds it. "
-              "Continue with --resume.", file=sys.stderr)
-        return 130
-    except TrainingDiverged as error:
-        lower = f"{float(f'{config.lr / 3:.1g}'):g}"  # a third, to one significant digit
-        if trainer.epochs_done:
-            hint = (f"the checkpoint in {out} holds epoch {trainer.epochs_done}: continue it with "
-                    f"python -m elastic train --out {out} --resume --lr {lower}")
-        else:
-            hint = f"train again with e.g. --lr {lower}"
-        raise TrainingDiverged(f"{error}: {hint}") from error
-    except RuntimeError as error:
-        if not _is_out_of_memory(error):
-            raise
-        raise ValueError(
-            f"training ran out of memory on {trainer.device} at batch {config.batch_size}; "
-            "lower --batch (or --max-len, --d-model)"
-        ) from error
-    finally:
-        bar.close()
+    with process_group(pick_device(config.device)) as ranks:
+        trainer = Trainer(model, leave_one_out(data), config, data=data, data_spec=str(spec),
+                          data_settings=settings, checkpoint_dir=checkpoint_dir)
+        if args.resume:
+            trainer.resume(checkpoint_dir)
+        bar = progress_bar(trainer) if ranks.is_main else None
+        try:
+            result = trainer.fit()
+        except KeyboardInterrupt:
+            if bar is not None:
+                print(f"interrupted after epoch {trainer.epochs_done}; the checkpoint in {out} "
+                      "holds it. Continue with --resume.", file=sys.stderr)
+            return 130
+        except TrainingDiverged as error:
+            lower = f"{float(f'{config.lr / 3:.1g}'):g}"  # a third, to one significant digit
+            if trainer.epochs_done:
+                hint = (f"the checkpoint in {out} holds epoch {trainer.epochs_done}: continue it "
+                        f"with python -m elastic train --out {out} --resume --lr {lower}")
+            else:
+                hint = f"train again with e.g. --lr {lower}"
+            raise TrainingDiverged(f"{error}: {hint}") from error
+        except RuntimeError as error:
+            if not _is_out_of_memory(error):
+                raise
+            raise ValueError(
+                f"training ran out of memory on {trainer.device} at batch {config.batch_size}; "
+                "lower --batch (or --max-len, --d-model)"
+            ) from error
+        finally:
+            if bar is not None:
+                bar.close()
+    if not ranks.is_main:
+        return 0  # rank 0 writes and prints for all
     popularity = evaluate(PopularityScorer(trainer.split), trainer.test_loader)
     metrics = {
         **{key: result[key] for key in ("train_loss", "valid", "test", "best_epoch", "epochs",
-                                        "early_stopped", "seconds", "device")},
+                                        "early_stopped", "seconds", "device", "world_size")},
         "model": model_name(trainer.model),
         "config": trainer.model.config_dict(),
         "train_config": trainer.train_state()["train_config"],
@@ -304,5 +320,7 @@ def run(args: argparse.Namespace) -> int:
     test, pop = result["test"], popularity
     print(f"test HR@10 {test['HR@10']:.4f}  NDCG@10 {test['NDCG@10']:.4f}  MRR {test['MRR']:.4f}"
           f"  (popularity HR@10 {pop['HR@10']:.4f}); best epoch {result['best_epoch']}, "
-          f"{result['seconds']:.1f} s on {result['device']}; wrote {out / 'metrics.json'}")
+          f"{result['seconds']:.1f} s on {result['device']}"
+          + (f" × {result['world_size']} processes" if result["world_size"] > 1 else "")
+          + f"; wrote {out / 'metrics.json'}")
     return 0

@@ -85,6 +85,12 @@ class TrainLoader:
 
     Deterministic: epoch e is shuffled with seed + e. Each `iter()` runs the next epoch;
     `set_epoch` repositions it (e.g. when resuming from a checkpoint).
+
+    Data-parallel (`world_size` > 1): `batch_size` is the global batch. Every rank draws the same
+    permutation, padded by wrapping around to a multiple of world_size (as PyTorch's
+    DistributedSampler does, so every rank runs the same number of steps), and rank r takes the
+    r-th of world_size equal slices of each global batch. The global batches are therefore the
+    ones a single process would run, whatever the number of ranks.
     """
 
     def __init__(
@@ -95,9 +101,18 @@ class TrainLoader:
         seed: int = 0,
         shuffle: bool = True,
         drop_last: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if batch_size % world_size:
+            raise ValueError(
+                f"the batch of {batch_size} sequences does not split evenly over {world_size} "
+                f"processes; choose a batch size divisible by {world_size}"
+            )
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must lie in 0..{world_size - 1}, got {rank}")
         trainable = [s for s in sequences if len(s) >= 2]
         # pre-padded once; a batch is then a single index into these tensors
         windows = pad_left(trainable, max_len + 1)  # (U, max_len + 1)
@@ -110,14 +125,21 @@ class TrainLoader:
         self.seed = seed
         self.shuffle = shuffle
         self.drop_last = drop_last
+        self.rank = rank
+        self.world_size = world_size
         self.epoch = 0
 
     @property
     def num_sequences(self) -> int:
         return self.input_ids.shape[0]
 
+    @property
+    def _padded_sequences(self) -> int:
+        """Sequences per epoch over all ranks: num_sequences rounded up to a multiple of ranks."""
+        return -(-self.num_sequences // self.world_size) * self.world_size
+
     def __len__(self) -> int:
-        full, rest = divmod(self.num_sequences, self.batch_size)
+        full, rest = divmod(self._padded_sequences, self.batch_size)
         return full + (1 if rest and not self.drop_last else 0)
 
     def set_epoch(self, epoch: int) -> None:
@@ -129,9 +151,10 @@ class TrainLoader:
             order = np.random.default_rng(self.seed + epoch).permutation(self.num_sequences)
         else:
             order = np.arange(self.num_sequences)
-        order = torch.from_numpy(order)
+        order = torch.from_numpy(np.resize(order, self._padded_sequences))  # wraps around
         for batch in range(len(self)):
             rows = order[batch * self.batch_size : (batch + 1) * self.batch_size]
+            rows = rows.view(self.world_size, -1)[self.rank]  # this rank's slice
             yield self.input_ids[rows], self.target_ids[rows]
 
 

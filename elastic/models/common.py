@@ -8,6 +8,7 @@ thing that differs is the sequence mixer.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict
 
 import torch
@@ -48,6 +49,9 @@ class ItemEmbedding(nn.Module):
         return x * (item_ids != PAD).unsqueeze(-1)  # pad tokens carry nothing
 
 
+LOGITS_PER_CHUNK = 2**25  # full softmax: at most this many logits (128 MiB float32) at once
+
+
 def _chunk_ce_sum(
     hidden: torch.Tensor, item_weight: torch.Tensor, targets: torch.Tensor
 ) -> torch.Tensor:
@@ -66,8 +70,10 @@ def full_softmax_loss(
 
     hidden (R, d), targets (R,) with 0 = no target. Logits exist one chunk of rows at a time and
     are recomputed in backward (checkpoint), so the peak is chunk_rows × |I| floats instead of
-    R × |I| — what fused linear-cross-entropy kernels do, written in plain PyTorch.
+    R × |I| — what fused linear-cross-entropy kernels do, written in plain PyTorch. A chunk holds
+    at most LOGITS_PER_CHUNK logits, so a catalogue of a million items takes 32 rows at a time.
     """
+    chunk_rows = max(1, min(chunk_rows, LOGITS_PER_CHUNK // item_weight.shape[0]))
     keep = targets != PAD
     hidden, targets = hidden[keep], targets[keep]
     total = hidden.new_zeros((), dtype=torch.float32)
@@ -82,27 +88,112 @@ def full_softmax_loss(
     return total / keep.sum().clamp_min(1)
 
 
+NEGATIVE_SAMPLERS = ("uniform", "log-uniform", "popularity")
+
+
+def negative_distribution(kind: str, target_counts: torch.Tensor) -> torch.Tensor:
+    """q (|I|+1,) float64, q[PAD] = 0: the distribution sampled-softmax negatives are drawn from.
+
+    target_counts (|I|+1,): how often each item is a training target.
+
+    - "uniform": q_i = 1/|I|;
+    - "popularity": q_i ∝ count_i + 1 (add-one: an item never seen as a target can still be
+      drawn, so it is still pushed down);
+    - "log-uniform": Zipf over the popularity rank r (0 = most popular),
+      q = log((r + 2) / (r + 1)) / log(|I| + 1) — TensorFlow's log-uniform candidate sampler,
+      which assumes ids sorted by frequency; ours are not, so the rank comes from the counts.
+    """
+    if kind not in NEGATIVE_SAMPLERS:
+        raise ValueError(f"sampler must be one of {NEGATIVE_SAMPLERS}, got {kind!r}")
+    counts = target_counts.double()[1:]  # (|I|,)
+    num_items = counts.numel()
+    if kind == "uniform":
+        q = torch.full((num_items,), 1.0 / num_items, dtype=torch.float64)
+    elif kind == "popularity":
+        q = (counts + 1) / (counts + 1).sum()
+    else:
+        rank = torch.empty(num_items, dtype=torch.float64)
+        rank[torch.argsort(-counts, stable=True)] = torch.arange(num_items, dtype=torch.float64)
+        q = torch.log((rank + 2) / (rank + 1)) / math.log(num_items + 1)
+    return torch.cat([q.new_zeros(1), q])
+
+
+class NegativeSampler:
+    """The candidates of one batch's sampled softmax and the log of how often each was expected.
+
+    `num_negatives` items are drawn with replacement from `negative_distribution(kind, counts)`
+    and shared by every row of the batch; `batch_negatives` more are the targets of random rows
+    of the same batch (in-batch negatives, Yi et al. 2019), which follow the targets' own
+    frequency p = counts / Σ counts. With M + M' draws an item j is expected
+
+        E_j = M·q_j + M'·p_j
+
+    times among the candidates, and `log E_j` is its logQ correction (`sampled_softmax_loss`).
+    Drawing is a binary search in the cumulative distribution: O(M log |I|) per batch.
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        target_counts: torch.Tensor,
+        num_negatives: int = 256,
+        batch_negatives: int = 0,
+    ) -> None:
+        if num_negatives < 0 or batch_negatives < 0 or num_negatives + batch_negatives == 0:
+            raise ValueError(
+                "sampled softmax needs negatives: num_negatives and batch_negatives must be "
+                f">= 0 and not both 0, got {num_negatives} and {batch_negatives}"
+            )
+        self.kind = kind
+        self.num_negatives = num_negatives
+        self.batch_negatives = batch_negatives
+        self.q = negative_distribution(kind, target_counts)  # (|I|+1,) float64
+        counts = target_counts.double()
+        self.p = counts / counts.sum().clamp_min(1)  # (|I|+1,) frequency of each target
+        self.cdf = torch.cumsum(self.q[1:], 0)  # (|I|,)
+
+    def to(self, device: torch.device | str) -> NegativeSampler:
+        """Move the distributions to the device the batches live on; returns self."""
+        self.q, self.p, self.cdf = (t.to(device) for t in (self.q, self.p, self.cdf))
+        return self
+
+    def candidates(self, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """targets (R,), all real items -> (candidate ids (C,), log expected count (C,))."""
+        device = self.cdf.device
+        draws = torch.rand(self.num_negatives, dtype=torch.float64, device=device)
+        drawn = torch.searchsorted(self.cdf, draws * self.cdf[-1], right=True)
+        drawn = drawn.clamp_max(self.cdf.numel() - 1) + 1  # (M,) ids in 1..|I|
+        rows = torch.randint(0, max(1, targets.numel()), (self.batch_negatives,), device=device)
+        in_batch = targets.to(device)[rows] if targets.numel() else rows.new_zeros(0)
+        ids = torch.cat([drawn, in_batch])  # (M + M',)
+        expected = self.num_negatives * self.q[ids] + self.batch_negatives * self.p[ids]
+        return ids, expected.log().float()
+
+
 def sampled_softmax_loss(
     hidden: torch.Tensor,
     item_weight: torch.Tensor,
     targets: torch.Tensor,
-    num_negatives: int,
-    generator: torch.Generator | None = None,
+    candidates: torch.Tensor,
+    log_expected: torch.Tensor,
 ) -> torch.Tensor:
-    """Cross-entropy over the target and `num_negatives` uniformly sampled items (shared per
-    batch), with the logQ correction for uniform sampling (a constant, so it cancels) and
-    accidental hits masked. For catalogues too large for a full softmax."""
-    keep = targets != PAD
-    hidden, targets = hidden[keep], targets[keep]
-    num_items = item_weight.shape[0] - 1
-    negatives = torch.randint(
-        1, num_items + 1, (num_negatives,), device=hidden.device, generator=generator
-    )
-    pos = (hidden * item_weight[targets]).sum(-1, keepdim=True)  # (R, 1)
-    neg = hidden @ item_weight[negatives].T  # (R, M)
-    neg = neg.masked_fill(negatives.unsqueeze(0) == targets.unsqueeze(1), float("-inf"))
-    logits = torch.cat([pos, neg], dim=1).float()
-    return F.cross_entropy(logits, torch.zeros_like(targets))
+    """Mean sampled-softmax cross-entropy with the logQ correction (Blanc & Rendle 2018).
+
+    hidden (R, d) and targets (R,) of the rows with a target; candidates (C,) item ids shared by
+    the rows and log_expected (C,) the log of how often each was expected to be drawn. Row r
+    scores its target as is and every candidate j as s_j − log E_j, with candidates equal to
+    the target (accidental hits) removed:
+
+        loss_r = −s_t + log(exp(s_t) + Σ_j exp(s_j − log E_j))
+
+    Σ_j exp(s_j − log E_j) is an unbiased estimate of Σ_{i≠t} exp(s_i), so as C grows the loss
+    and its gradient approach the full softmax's, whatever the sampling distribution.
+    """
+    pos = (hidden * item_weight[targets]).sum(-1, keepdim=True).float()  # (R, 1)
+    # float32 before the correction: in bf16, log E_j (up to ~15) would lose its decimals
+    neg = (hidden @ item_weight[candidates].T).float() - log_expected.float()  # (R, C)
+    neg = neg.masked_fill(candidates.unsqueeze(0) == targets.unsqueeze(1), float("-inf"))
+    return F.cross_entropy(torch.cat([pos, neg], dim=1), torch.zeros_like(targets))
 
 
 class SequentialRecommender(nn.Module):
@@ -115,7 +206,8 @@ class SequentialRecommender(nn.Module):
         self.embedding = ItemEmbedding(num_items, d_model, max_len, dropout)
         self.final_norm = nn.LayerNorm(d_model)
         self.loss_type = "full"  # "full" or "sampled"; the trainer may switch it
-        self.num_negatives = 256
+        # where loss_type "sampled" draws its negatives; the trainer sets it from the data
+        self.negative_sampler: NegativeSampler | None = None
 
     @property
     def num_items(self) -> int:
@@ -131,11 +223,25 @@ class SequentialRecommender(nn.Module):
         logits[..., PAD] = float("-inf")
         return logits
 
+    def user_state(self, item_ids: torch.Tensor) -> torch.Tensor:
+        """(B, d): the hidden state after the last item; item i scores user_state · item_weight[i].
+
+        What evaluation and top-k read instead of `forward`'s (B, |I|+1) logits, so that they
+        can score the catalogue a chunk of items at a time."""
+        return self.encode(item_ids)[:, -1]
+
     def loss_from_hidden(self, hidden: torch.Tensor, target_ids: torch.Tensor) -> torch.Tensor:
         hidden = hidden.reshape(-1, hidden.shape[-1])  # (B·N, d)
         targets = target_ids.reshape(-1)
         if self.loss_type == "sampled":
-            return sampled_softmax_loss(hidden, self.item_weight, targets, self.num_negatives)
+            if self.negative_sampler is None:
+                raise ValueError("loss_type 'sampled' needs model.negative_sampler to be set")
+            keep = targets != PAD
+            hidden, targets = hidden[keep], targets[keep]
+            candidates, log_expected = self.negative_sampler.candidates(targets)
+            return sampled_softmax_loss(
+                hidden, self.item_weight, targets, candidates, log_expected
+            )
         return full_softmax_loss(hidden, self.item_weight, targets)
 
     def parameter_groups(self) -> list[tuple[list[nn.Parameter], float]]:

@@ -56,7 +56,7 @@ class ElasticConfig:
     gate_temperature: float = 1.0  # τ in gates = softmax(scores / τ)
     stage1_softcap: float = 15.0  # stage-1 logits = cap·tanh(s/cap), cap in (0, 20]
     chunk_size: int = 64  # C: causal form works in chunks of C tokens (cost ∝ N·C)
-    context_max_frac: float = 0.5  # training: query context c ~ U{1..max(1, frac·len)}
+    context_max_frac: float = 0.5  # training: query context c ~ U{1..max(1, ⌊frac·len⌋)}
     balance_weight: float = 0.01  # weight of the slot load-balancing loss (0 = off)
     memory_lr_scale: float = 1.0  # learning rate of memory values and sub-keys ÷ the model's
     stream_segment: int = 256  # S: histories are processed S tokens at a time
@@ -99,8 +99,8 @@ class ElasticConfig:
         if not 0.0 < self.stage1_softcap <= MAX_SOFTCAP:
             problems.append(f"stage1_softcap must lie in (0, {MAX_SOFTCAP:g}] (got "
                             f"{self.stage1_softcap}): larger caps overflow float32 exponents")
-        if not 0.0 < self.context_max_frac <= 1.0:
-            problems.append(f"context_max_frac must lie in (0, 1] (got {self.context_max_frac})")
+        if not 0.0 <= self.context_max_frac <= 1.0:
+            problems.append(f"context_max_frac must lie in [0, 1] (got {self.context_max_frac})")
         if self.balance_weight < 0 or self.local_window < 0 or not self.memory_lr_scale > 0:
             problems.append("balance_weight and local_window must be >= 0 and memory_lr_scale "
                             "> 0")
@@ -736,17 +736,25 @@ class ElasticModel(SequentialRecommender):
         position only. `intervention` changes the pass (knock out dispatchers, another user's
         experts, forced slots, a branch off): what the app's experiments and
         `elastic.ablation` use."""
-        change = intervention or Intervention()
-        retrieval, query = self.retrieve(item_ids, change)
         if return_intermediates:
+            change = intervention or Intervention()
+            retrieval, query = self.retrieve(item_ids, change)
             return self._with_intermediates(item_ids, retrieval, query, change)
+        return self.scores(self.user_state(item_ids, intervention))
+
+    def user_state(self, item_ids: torch.Tensor,
+                   intervention: Intervention | None = None) -> torch.Tensor:
+        """(B, d): the hidden state after the last item, what `forward` scores the catalogue
+        with (evaluation reads it to score a chunk of items at a time)."""
+        change = intervention or Intervention()
+        retrieval, _ = self.retrieve(item_ids, change)
         x, valid = self.embedding(item_ids), item_ids != PAD
         branches = Branches(change.dispatch, change.local_window)
         terms = self._terms(retrieval, change)
         for layer, layer_terms in zip(self.layers[:-1], terms[:-1], strict=True):
             x, _ = self._causal(layer, x, layer_terms, valid, branches)
         x = self.layers[-1].last(x, terms[-1], valid, branches)
-        return self.scores(self.final_norm(x)[:, -1])
+        return self.final_norm(x)[:, -1]
 
     def _with_intermediates(self, item_ids, retrieval, query, change):
         x, valid = self.embedding(item_ids), item_ids != PAD

@@ -94,6 +94,34 @@ def test_train_loader_drop_last():
     assert [inp.shape[0] for inp, _ in dropping] == [4, 4]
 
 
+@pytest.mark.parametrize(("num_sequences", "world_size"), [(41, 2), (41, 4), (3, 4), (40, 1)])
+def test_rank_slices_make_up_the_single_process_batches(num_sequences, world_size):
+    """Each global batch of a data-parallel epoch is the batch a single process reads, split
+    into equal per-rank slices; the epoch is padded by wrapping around to a multiple of ranks."""
+    sequences = [np.array([i, i + 1, i + 2]) for i in range(1, num_sequences + 1)]
+    single = TrainLoader(sequences, max_len=4, batch_size=8, seed=5)
+    ranks = [TrainLoader(sequences, max_len=4, batch_size=8, seed=5, rank=r,
+                         world_size=world_size) for r in range(world_size)]
+    padded = -(-num_sequences // world_size) * world_size
+    for epoch in (0, 3):  # set_epoch repositions every rank alike (resume)
+        single.set_epoch(epoch)
+        for loader in ranks:
+            loader.set_epoch(epoch)
+        single_order = torch.cat([inp[:, -1] for inp, _ in single]).tolist()
+        per_rank = [[inp[:, -1] for inp, _ in loader] for loader in ranks]
+        assert {len(batches) for batches in per_rank} == {len(ranks[0])}  # same step count
+        for slices in zip(*per_rank, strict=True):
+            assert len({len(part) for part in slices}) == 1  # equal slices
+        glued = [torch.cat(slices).tolist() for slices in zip(*per_rank, strict=True)]
+        want = np.resize(single_order, padded).tolist()
+        assert glued == [want[start : start + 8] for start in range(0, padded, 8)]
+
+
+def test_a_batch_that_does_not_split_over_the_ranks_is_a_sentence():
+    with pytest.raises(ValueError, match="divisible by 3"):
+        TrainLoader([np.array([1, 2, 3])], max_len=4, batch_size=8, rank=0, world_size=3)
+
+
 @pytest.mark.parametrize("stage", ["valid", "test"])
 def test_eval_loader_batches_and_seen_items(stage):
     data = toy()

@@ -251,7 +251,7 @@ def test_balance_is_one_when_uniform_and_grows_when_one_slot_takes_all():
 
 @pytest.mark.parametrize("bad", [dict(num_interests=8, subkey_topk=2), dict(num_interests=0),
                                  dict(d_model=0), dict(num_layers=0), dict(max_len=-5),
-                                 dict(num_slots=15), dict(context_max_frac=0.0)])
+                                 dict(num_slots=15), dict(context_max_frac=1.5)])
 def test_invalid_settings_are_refused_with_a_sentence(bad):
     with pytest.raises(ValueError, match=next(iter(bad)) if "topk" not in str(bad) else "k'"):
         ElasticConfig(**bad)
