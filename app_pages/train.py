@@ -160,7 +160,8 @@ with st.form("train_form"):
         "Batch size", [32, 64, 128, 256, 512], defaults_train["batch_size"], key="tf_batch", **KEEP
     )
     lr = c3.select_slider(
-        "Learning rate", [3e-4, 5e-4, 1e-3, 2e-3, 5e-3], defaults_train["lr"], key="tf_lr", **KEEP
+        "Learning rate", [3e-4, 1e-3, 2e-3, 3e-3, 5e-3, 1e-2, 2e-2], defaults_train["lr"],
+        key="tf_lr", **KEEP,
     )
     patience = c4.slider(
         "Early-stopping patience", 1, 20, defaults_train["patience"], key="tf_patience", **KEEP

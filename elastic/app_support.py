@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING, Any
 
 import streamlit as st
 
+from elastic.defaults import SYNTHETIC_MODEL, SYNTHETIC_TRAIN
+
 if TYPE_CHECKING:
     from elastic.data import InteractionData
     from elastic.models import SequentialRecommender
@@ -50,16 +52,8 @@ MODEL_ORDER = ("elastic", "sasrec")
 # (scripts/make_demo_checkpoint.py, which records the seconds each model took in demo.json):
 # small enough to train on a laptop CPU while the workshop watches, large enough that the
 # dispatchers recover the planted interests well above chance.
-DEFAULT_MODEL = {
-    "max_len": 50,  # N: the most recent 50 items (synthetic histories hold 50..100)
-    "d_model": 64,
-    "num_layers": 2,
-    "num_heads": 2,
-    "dropout": 0.2,
-    "num_interests": 8,  # k
-    "num_slots": 256,  # K = 16²
-}
-DEFAULT_TRAIN = {"epochs": 12, "batch_size": 128, "lr": 2e-3, "seed": 0, "patience": 3}
+DEFAULT_MODEL = dict(SYNTHETIC_MODEL)
+DEFAULT_TRAIN = {k: v for k, v in SYNTHETIC_TRAIN.items() if k != "num_threads"} | {"seed": 0}
 
 # How many models may train at once in this server process. Each training thread keeps every
 # core busy, so more at once only makes all of them slower and the pages sluggish; a workshop
@@ -766,6 +760,11 @@ def check_training_request(
         )
     if source == "synthetic":
         from elastic.data import DataError, SyntheticConfig
+
+        shortest, longest = dataset_kwargs["min_seq_len"], dataset_kwargs["max_seq_len"]
+        if shortest > longest:
+            return (f"The shortest history ({shortest}) cannot be longer than the longest "
+                    f"history ({longest}).")
 
         try:
             SyntheticConfig(**dataset_kwargs)

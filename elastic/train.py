@@ -71,25 +71,6 @@ from elastic.models.common import NEGATIVE_SAMPLERS, PAD, NegativeSampler
 EARLY_STOPPING_METRIC = "NDCG@10"
 EVENTS = ("on_epoch_start", "on_batch_end", "on_eval_batch_end", "on_epoch_end", "on_train_end")
 
-# Defaults tuned on the default synthetic dataset (docs/training.md): ELASTIC reaches ~16× the
-# popularity baseline's test HR@10 in about 40 s on a shared 2-core CPU. `python -m elastic
-# train` starts from these; other data usually wants a longer max_len and more epochs.
-SYNTHETIC_MODEL = {
-    "max_len": 50,  # the synthetic histories hold 50..100 items
-    "d_model": 64,
-    "num_layers": 2,
-    "num_heads": 2,
-    "dropout": 0.2,
-    "num_interests": 8,  # k
-    "num_slots": 256,  # K = 16²; 64 slots collapsed onto one top slot in our runs
-}
-SYNTHETIC_TRAIN = {
-    "epochs": 8,  # the validation curve flattens after ~8 epochs
-    "batch_size": 128,
-    "lr": 3e-3,  # 2e-3 needs ~12 epochs for the same test HR@10
-    "patience": 3,
-    "num_threads": 1,  # these tensors are small: 2 threads were 6× slower on a busy 2-core CPU
-}
 
 
 class TrainingDiverged(ValueError):

@@ -1,6 +1,6 @@
 """`python -m elastic train`: train ELASTIC or SASRec, evaluate it, write metrics and a checkpoint.
 
-Defaults (`elastic.train.SYNTHETIC_MODEL`, `SYNTHETIC_TRAIN`) are tuned for the embedded
+Defaults (`elastic.defaults.SYNTHETIC_MODEL`, `SYNTHETIC_TRAIN`) are tuned for the embedded
 synthetic dataset (docs/training.md: ELASTIC in about 40 s on a 2-core CPU); for MovieLens-1M
 pass e.g. `--max-len 200 --epochs 200 --patience 10 --lr 1e-3`.
 
@@ -44,14 +44,13 @@ from elastic.commands.options import (
 )
 from elastic.complexity import Shape, check_training_budget
 from elastic.data import InteractionData, leave_one_out
+from elastic.defaults import SYNTHETIC_MODEL, SYNTHETIC_TRAIN
 from elastic.device import PRECISIONS, pick_device
 from elastic.distributed import process_group
 from elastic.evaluate import PopularityScorer, evaluate
 from elastic.models import SequentialRecommender, build_model
 from elastic.models.common import NEGATIVE_SAMPLERS
 from elastic.train import (
-    SYNTHETIC_MODEL,
-    SYNTHETIC_TRAIN,
     BatchEnd,
     EpochEnd,
     EvalBatchEnd,

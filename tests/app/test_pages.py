@@ -155,8 +155,8 @@ def test_train_page_shows_the_form_and_refuses_a_bad_setting():
     at = open_page(TRAIN)
     no_exception(at)
     assert at.button(key="FormSubmitter:train_form-Train ELASTIC and SASRec") is not None
-    at.number_input[4].set_value(10)  # shortest history 10 ...
-    at.number_input[5].set_value(5)  # ... longer than the longest
+    at.number_input(key="tf_min_len").set_value(10)  # shortest history 10 ...
+    at.number_input(key="tf_max_len").set_value(5)  # ... longer than the longest
     at.button(key="FormSubmitter:train_form-Train ELASTIC and SASRec").click().run()
     no_exception(at)
     assert any("longest history" in e.value for e in at.error)
@@ -165,11 +165,9 @@ def test_train_page_shows_the_form_and_refuses_a_bad_setting():
 @pytest.mark.slow
 def test_train_page_trains_in_the_background_and_offers_the_model():
     at = open_page(TRAIN)
-    users, items, _g, _per, shortest, longest = at.number_input[:6]
-    users.set_value(100)
-    items.set_value(100)
-    shortest.set_value(10)
-    longest.set_value(20)
+    for key, value in (("tf_users", 100), ("tf_items", 100), ("tf_min_len", 10),
+                       ("tf_max_len", 20)):
+        at.number_input(key=key).set_value(value)
     sliders = {s.label: s for s in at.select_slider}
     sliders["History length N"].set_value(10)
     sliders["Width d"].set_value(16)

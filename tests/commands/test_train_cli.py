@@ -11,6 +11,7 @@ from elastic import complexity
 from elastic.cli import main
 from elastic.commands.train import progress_bar
 from elastic.data import SyntheticConfig, leave_one_out, load_dataset, make_synthetic
+from elastic.defaults import SYNTHETIC_TRAIN
 from elastic.models import ElasticModel, build_model
 from elastic.train import TrainConfig, Trainer
 
@@ -183,11 +184,13 @@ def test_divergence_names_the_command_that_continues_with_a_lower_rate(
     assert main(["train", "--out", str(out), "--resume", "--epochs", "2"]) == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith("error: training diverged") and "epoch 2" in last
-    assert f"python -m elastic train --out {out} --resume --lr 0.001" in last
+    rate = SYNTHETIC_TRAIN["lr"] / 3  # a third of the default rate, to one digit
+    lower = f"{float(f'{rate:.1g}'):g}"
+    assert f"python -m elastic train --out {out} --resume --lr {lower}" in last
     monkeypatch.undo()
-    assert main(["train", "--out", str(out), "--resume", "--epochs", "2", "--lr", "0.001"]) == 0
+    assert main(["train", "--out", str(out), "--resume", "--epochs", "2", "--lr", lower]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["train_config"]["lr"] == 0.001 and len(metrics["history"]) == 2
+    assert metrics["train_config"]["lr"] == float(lower) and len(metrics["history"]) == 2
 
 
 # --------------------------------------------------------------------------- memory, progress
