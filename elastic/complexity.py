@@ -29,7 +29,8 @@ from torch.utils import flop_counter
 from elastic.device import pick_device
 from elastic.models import ElasticConfig, build_model
 
-FORMS = ("elastic", "sasrec-materialized", "sasrec-sdpa")
+# "none" is the floor: the same embedding, feed-forward layers and loss without any attention
+FORMS = ("elastic", "sasrec-materialized", "sasrec-sdpa", "none")
 MODES = ("infer", "train")
 FLOAT = 4  # bytes per float32 activation
 MiB, GiB = 2**20, 2**30
@@ -112,7 +113,7 @@ class Shape:
         if form == "elastic":
             own = {theirs: getattr(self, ours) for ours, theirs in _ELASTIC_FIELDS.items()}
             return "elastic", settings | own
-        return "sasrec", settings | {"attention": form.removeprefix("sasrec-")}
+        return "sasrec", settings | {"attention": form.removeprefix("sasrec-")}  # or "none"
 
     @property
     def recomputes(self) -> bool:
@@ -279,6 +280,10 @@ def flops_breakdown(
             else:
                 layer = grad * elastic_layer_flops(s, "causal", streamed=True)
             parts[f"layer {i + 1}"] = layer
+    elif form == "none":
+        for i in range(s.layers):
+            parts[f"layer {i + 1}"] = grad * 2 * _linear(s.batch * s.seq_len, s.d_model,
+                                                         s.ffn_mult * s.d_model)
     else:
         core, rest = sasrec_layer_flops(s)
         # fused attention's backward recomputes the scores: 5 products to the forward's 2
@@ -321,6 +326,8 @@ def _sasrec_layer_bytes(form: str, s: Shape) -> tuple[float, float, float]:
     bnd = s.batch * s.seq_len * s.d_model * FLOAT
     scores = s.batch * s.heads * s.seq_len**2 * FLOAT
     mask = s.batch * s.seq_len**2
+    if form == "none":  # LayerNorm, the 4d-wide FFN and the residual only
+        return 11 * bnd, 10 * bnd, 8 * bnd
     if form == "sasrec-materialized":
         return 16 * bnd + scores + mask, 15 * bnd + 2 * scores + 2 * mask, 2 * scores
     if s.padded:
@@ -395,7 +402,7 @@ def parameter_bytes(form: str, s: Shape) -> float:
     """Parameters (= their gradients in training), about: embeddings, (4 + 2m)·d² per layer,
     ELASTIC's memory values and 12·d² per query-network level."""
     d = s.d_model
-    layers = s.layers * (4 + 2 * s.ffn_mult) * d * d
+    layers = s.layers * ((4 if form != "none" else 0) + 2 * s.ffn_mult) * d * d
     own = s.slots * d + 12 * d * d * len(query_window_lengths(s)) if form == "elastic" else 0
     return ((s.items + 1 + s.seq_len) * d + layers + own) * FLOAT
 
@@ -506,28 +513,49 @@ def cpu_peak_self_check(mib: int = 64) -> tuple[int, int]:
 def measure(
     fn: Callable[[], object], device: torch.device, repeats: int = 5, warmup: int = 1
 ) -> Measurement:
-    """Median wall time of `repeats` calls after `warmup` calls, then the peak memory of one
-    more call: torch.cuda.max_memory_allocated on CUDA, `cpu_peak_bytes` on CPU (in its own
-    call, so the profiler's overhead never reaches the timings)."""
-    for _ in range(warmup):
-        fn()
+    """Median wall and CPU time of `repeats` calls after `warmup` calls, then the peak memory
+    of one more call (see `measure_side_by_side`, of which this is the one-form case)."""
+    return measure_side_by_side({"call": fn}, device, repeats, warmup)["call"]
+
+
+def measure_side_by_side(
+    calls: dict[str, Callable[[], object]], device: torch.device, repeats: int = 5,
+    warmup: int = 1,
+) -> dict[str, Measurement]:
+    """Time several forms in alternating order: round r calls every form once, the order
+    rotated by r, so a change in the machine's load (another process, a thermal step) reaches
+    every form alike instead of whichever happened to run then. Each form gets `warmup`
+    untimed calls first; its median wall and process-CPU time come from its `repeats` timed
+    calls. Then the peak memory of one more call per form, on its own:
+    torch.cuda.max_memory_allocated on CUDA, `cpu_peak_bytes` on CPU (the profiler's overhead
+    never reaches the timings)."""
+    names = list(calls)
+    for name in names:
+        for _ in range(warmup):
+            calls[name]()
     _sync(device)
-    times, cpu_times = [], []
-    for _ in range(repeats):
-        start, cpu_start = time.perf_counter(), time.process_time()
-        fn()
-        _sync(device)
-        times.append((time.perf_counter() - start) * 1e3)
-        cpu_times.append((time.process_time() - cpu_start) * 1e3)
-    if device.type == "cuda":
-        base = torch.cuda.memory_allocated(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        fn()
-        _sync(device)
-        peak = torch.cuda.max_memory_allocated(device) - base
-    else:
-        peak = cpu_peak_bytes(fn)
-    return Measurement(statistics.median(times), peak, times, statistics.median(cpu_times))
+    times: dict[str, list[float]] = {name: [] for name in names}
+    cpu_times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(repeats):
+        for name in names[r % len(names):] + names[: r % len(names)]:
+            start, cpu_start = time.perf_counter(), time.process_time()
+            calls[name]()
+            _sync(device)
+            times[name].append((time.perf_counter() - start) * 1e3)
+            cpu_times[name].append((time.process_time() - cpu_start) * 1e3)
+    results = {}
+    for name in names:
+        if device.type == "cuda":
+            base = torch.cuda.memory_allocated(device)
+            torch.cuda.reset_peak_memory_stats(device)
+            calls[name]()
+            _sync(device)
+            peak = torch.cuda.max_memory_allocated(device) - base
+        else:
+            peak = cpu_peak_bytes(calls[name])
+        results[name] = Measurement(statistics.median(times[name]), peak, times[name],
+                                    statistics.median(cpu_times[name]))
+    return results
 
 
 # ----------------------------------------------------------------------------------------------
@@ -688,7 +716,8 @@ def bench(
     max_point_s: float | None = None,
     progress: Callable[[dict], None] | None = None,
 ) -> list[dict]:
-    """Measure every (impl, N) point, side by side; one record per point.
+    """Measure every (impl, N) point, the impls of one N side by side in alternating order
+    (`measure_side_by_side`); one record per point.
 
     A point the memory guard refuses, or whose predicted time (the last measured N of the same
     impl, scaled by FLOPs, times the warmup + repeats + 1 calls) exceeds `max_point_s`, gets
@@ -699,17 +728,11 @@ def bench(
     last: dict[str, tuple[int, float, float]] = {}  # impl -> (N, flops, median ms)
     records = []
     for n in sorted(ns):
+        point: dict[str, dict] = {}
+        calls: dict[str, Callable[[], None]] = {}
         for impl in impls:
-            s = Shape(
-                batch=batch,
-                seq_len=n,
-                d_model=d_model,
-                heads=heads,
-                layers=layers,
-                interests=k,
-                slots=slots,
-                items=items,
-            )
+            s = Shape(batch=batch, seq_len=n, d_model=d_model, heads=heads, layers=layers,
+                      interests=k, slots=slots, items=items)
             work = flops(impl, mode, s)
             record = {
                 "impl": impl,
@@ -736,19 +759,33 @@ def bench(
                         f"point on this machine ({device.type})"
                     )
             if reason is None:
-                try:
-                    m = measure(_build(impl, mode, s, device), device, repeats, warmup)
-                    record["median_ms"] = round(m.median_ms, 2)
-                    record["median_cpu_ms"] = round(m.median_cpu_ms, 2)
-                    record["peak_mib"] = round(m.peak_bytes / MiB, 1)
-                    last[impl] = (n, work, m.median_ms)
-                except torch.cuda.OutOfMemoryError:
-                    reason = f"{impl} {mode} at N={n} ran out of memory on {device.type}"
-                if device.type == "cuda":
-                    torch.cuda.empty_cache()
-            if reason is not None:
+                calls[impl] = _build(impl, mode, s, device)
+            else:
                 record["skipped"] = reason
-            records.append(record)
+            point[impl] = record
+        try:
+            measured = measure_side_by_side(calls, device, repeats, warmup) if calls else {}
+        except torch.cuda.OutOfMemoryError:  # then one at a time, to skip only the one
+            measured = {}
+            torch.cuda.empty_cache()
+            for impl, call in calls.items():
+                try:
+                    measured[impl] = measure(call, device, repeats, warmup)
+                except torch.cuda.OutOfMemoryError:
+                    point[impl]["skipped"] = (f"{impl} {mode} at N={n} ran out of memory on "
+                                              f"{device.type}")
+                    torch.cuda.empty_cache()
+        del calls
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        for impl, m in measured.items():
+            record = point[impl]
+            record["median_ms"] = round(m.median_ms, 2)
+            record["median_cpu_ms"] = round(m.median_cpu_ms, 2)
+            record["peak_mib"] = round(m.peak_bytes / MiB, 1)
+            last[impl] = (n, record["flops"], m.median_ms)
+        for impl in impls:
+            records.append(point[impl])
             if progress is not None:
-                progress(record)
+                progress(point[impl])
     return records

@@ -18,6 +18,7 @@ from elastic.complexity import (
     cpu_peak_self_check,
     flops,
     measure,
+    measure_side_by_side,
     peak_bytes,
     training_peak_bytes,
     training_state_bytes,
@@ -80,7 +81,8 @@ def counted_flops(form: str, mode: str, s: Shape, device: torch.device, context_
     return counter.get_total_flops()
 
 
-CASES = [pytest.param(form, {}, id=form) for form in ("sasrec-materialized", "sasrec-sdpa")] + [
+SASREC_FORMS = ("sasrec-materialized", "sasrec-sdpa", "none")
+CASES = [pytest.param(form, {}, id=form) for form in SASREC_FORMS] + [
     pytest.param("elastic", path, id=f"elastic {name}") for name, path in ELASTIC_PATHS.items()
 ]
 
@@ -240,3 +242,23 @@ def test_training_guard_refuses_a_batch_that_cannot_fit():
     assert reason is not None and "batch 100000" in reason and "8.0 GiB" in reason
     small = Shape(batch=128, seq_len=50, items=25_000)
     assert check_training_budget("elastic", small, cpu, budget_bytes=8 * GiB) is None
+
+
+def test_side_by_side_measurement_alternates_the_forms_round_by_round():
+    order = []
+    calls = {name: (lambda name=name: order.append(name)) for name in "abc"}
+    results = measure_side_by_side(calls, torch.device("cpu"), repeats=3, warmup=1)
+    warmups, rounds, peaks = order[:3], order[3:12], order[12:]
+    assert warmups == ["a", "b", "c"] and peaks == ["a", "b", "c"]
+    assert rounds == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]  # each form first once
+    assert all(len(m.times_ms) == 3 and m.median_cpu_ms >= 0 for m in results.values())
+
+
+def test_the_attention_free_floor_has_no_attention_and_the_rest_of_the_model():
+    s = Shape(batch=2, seq_len=32)
+    floor, sasrec = (build_model(name, **settings) for name, settings in
+                     (s.model_settings("none"), s.model_settings("sasrec-sdpa")))
+    assert all(block.attn is None for block in floor.blocks)
+    missing = {n for n, _ in sasrec.named_parameters()} - {n for n, _ in floor.named_parameters()}
+    assert missing and all(".attn." in name or ".norm1." in name for name in missing)
+    assert flops("none", "train", s) < flops("sasrec-sdpa", "train", s)

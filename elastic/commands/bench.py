@@ -19,8 +19,10 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "bench",
         help="time and peak memory of ELASTIC vs SASRec (materialized, SDPA) over lengths N",
-        description="Measure median time, peak memory and FLOPs of ELASTIC and SASRec "
-        "(materialized and SDPA attention) side by side over history lengths N.",
+        description="Measure median wall and CPU time, peak memory and FLOPs of ELASTIC and "
+        "SASRec (materialized and SDPA attention) side by side over history lengths N, the "
+        "forms called in alternating order. 'none' is the same model without attention "
+        "(embedding, feed-forward, loss): the floor no attention form can beat.",
     )
     p.add_argument("--impl", default=",".join(FORMS), help="comma-separated: " + ", ".join(FORMS))
     p.add_argument("--n", type=int_list, default=[256, 1024], help="history lengths, e.g. 256,1024")
@@ -51,18 +53,21 @@ def register(subparsers) -> None:
 
 
 def format_table(records: list[dict]) -> str:
-    """One line per point: impl, mode, N, median ms, peak and predicted MiB, GFLOPs."""
+    """One line per point: impl, mode, N, median wall and CPU ms, peak and predicted MiB,
+    GFLOPs. CPU time is the process's, all threads: on a CPU shared with other work wall time
+    stretches while CPU time barely moves."""
     lines = [
-        f"{'impl':<20} {'mode':<5} {'N':>6} {'median ms':>10} {'peak MiB':>9} "
+        f"{'impl':<20} {'mode':<5} {'N':>6} {'median ms':>10} {'CPU ms':>9} {'peak MiB':>9} "
         f"{'pred MiB':>9} {'GFLOPs':>8}"
     ]
     for r in records:
         head = f"{r['impl']:<20} {r['mode']:<5} {r['N']:>6}"
         tail = f"{r['predicted_mib']:>9.0f} {r['flops'] / 1e9:>8.2f}"
         if "skipped" in r:
-            lines.append(f"{head} {'—':>10} {'—':>9} {tail}  skipped: {r['skipped']}")
+            lines.append(f"{head} {'—':>10} {'—':>9} {'—':>9} {tail}  skipped: {r['skipped']}")
         else:
-            lines.append(f"{head} {r['median_ms']:>10.1f} {r['peak_mib']:>9.1f} {tail}")
+            lines.append(f"{head} {r['median_ms']:>10.1f} {r['median_cpu_ms']:>9.1f} "
+                         f"{r['peak_mib']:>9.1f} {tail}")
     return "\n".join(lines)
 
 

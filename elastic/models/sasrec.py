@@ -3,6 +3,10 @@ measured against. Causal self-attention in two forms that must agree:
 
 - ``materialized``: explicit (N × N) scores — what the paper's efficiency claims compare to;
 - ``sdpa``: ``F.scaled_dot_product_attention`` — the fused kernel a modern engineer would use.
+
+``attention="none"`` removes the attention sublayer (embedding, feed-forward and loss remain):
+not a recommender worth training, but the floor no attention form can go below, which the
+efficiency benchmark measures beside the others (`python -m elastic bench --impl none`).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ class SASRecConfig:
     num_heads: int = 2  # h: attention heads (d_model must divide by it)
     dropout: float = 0.2  # on embeddings, attention weights and feed-forward
     ffn_mult: int = 4  # feed-forward width = ffn_mult × d_model
-    attention: str = "sdpa"  # "materialized" (explicit N×N scores) or "sdpa" (fused)
+    attention: str = "sdpa"  # "materialized" (N×N scores), "sdpa" (fused), "none" (the floor)
 
 
 class CausalSelfAttention(nn.Module):
@@ -34,7 +38,7 @@ class CausalSelfAttention(nn.Module):
         super().__init__()
         if config.d_model % config.num_heads:
             raise ValueError("d_model must be divisible by num_heads")
-        if config.attention not in ("materialized", "sdpa"):
+        if config.attention not in ("materialized", "sdpa", "none"):
             raise ValueError(f"unknown attention form {config.attention!r}")
         self.h = config.num_heads
         self.qkv = nn.Linear(config.d_model, 3 * config.d_model)
@@ -69,8 +73,9 @@ class Block(nn.Module):
     def __init__(self, config: SASRecConfig) -> None:
         super().__init__()
         d = config.d_model
-        self.norm1 = nn.LayerNorm(d)
-        self.attn = CausalSelfAttention(config)
+        attend = config.attention != "none"
+        self.norm1 = nn.LayerNorm(d) if attend else None
+        self.attn = CausalSelfAttention(config) if attend else None
         self.norm2 = nn.LayerNorm(d)
         self.ffn = nn.Sequential(
             nn.Linear(d, config.ffn_mult * d),
@@ -80,7 +85,8 @@ class Block(nn.Module):
         )
 
     def forward(self, x: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x), pad)
+        if self.attn is not None:
+            x = x + self.attn(self.norm1(x), pad)
         return x + self.ffn(self.norm2(x))
 
 
