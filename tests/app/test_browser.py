@@ -9,6 +9,7 @@ docs/screenshots/, the ones the README shows (a plain test run leaves the reposi
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -159,3 +160,16 @@ def test_a_training_run_survives_a_page_switch(server, page):
     wait_charts(page)
     assert exceptions(page) == 0
     page.screenshot(path=str(SHOTS / "train-finished.png"), full_page=True)
+
+    expect = pytest.importorskip("playwright.sync_api").expect
+    # the button sits in the polling fragment; it must still switch the sidebar's radio, and
+    # every other page must then show the trained models
+    page.get_by_role("button", name="Show these models everywhere").click()
+    trained = page.locator('[data-testid="stSidebar"]').get_by_role(
+        "radio", name=re.compile("trained here")
+    )
+    expect(trained).to_be_checked(timeout=30_000)
+    page.locator('[data-testid="stSidebarNavLink"]').filter(has_text="Home").click()
+    page.get_by_text(re.compile(r"Loaded: synthetic, run 1")).wait_for(timeout=60_000)
+    expect(trained).to_be_checked()
+    assert exceptions(page) == 0

@@ -183,7 +183,7 @@ def test_train_page_trains_in_the_background_and_offers_the_model():
             break
     assert any("finished" in s.value for s in at.subheader), [s.value for s in at.subheader]
     figure_titled(at, "training loss")
-    at.button(key="train_use").click().run()  # "Use these models on the other pages"
+    at.button(key="train_use").click().run()  # "Show these models everywhere"
     assert at.session_state["model_source"] == "session"
     at.switch_page(DISPATCHER).run()
     no_exception(at)
