@@ -156,20 +156,32 @@ def require_bundle() -> ModelBundle:
     return bundle
 
 
+SELECTED_USER = "selected_user"  # session-state key of the user every page shows
+
+
+def _remember_user(key: str) -> None:
+    st.session_state[SELECTED_USER] = st.session_state[key]
+
+
 def user_picker(data: InteractionData, key: str = "user") -> int:
-    """Pick a user by id (type to search); the id lives in the URL (`?user=42`), and the same
-    key on every page carries the choice from page to page. Returns the user's index."""
+    """Pick a user by id (type to search) and return the user's index.
+
+    Session state holds the choice (`selected_user`), not the widget: a widget's state belongs to
+    its page, so the same selectbox on another page would start over at the first user. Each page
+    that shows a user writes it back to the URL (`?user=42`) so the link can be shared; a link's
+    user seeds a session that has not chosen one yet."""
     ids = [str(u) for u in data.user_ids]
     index_of = {u: i for i, u in enumerate(ids)}
-    if key in st.session_state and st.session_state[key] not in index_of:
-        del st.session_state[key]  # a user of another dataset (the model source changed)
+    chosen = st.session_state.get(SELECTED_USER)
+    if chosen not in index_of:  # a new session, or a user of another dataset (source changed)
+        chosen = st.query_params.get("user")
+        chosen = chosen if chosen in index_of else ids[0]
+        st.session_state[SELECTED_USER] = chosen
+    st.session_state[key] = chosen
     choice = st.selectbox(
-        "User id (type to search)",
-        ids,
-        index=0,
-        key=key,
-        bind="query-params",
+        "User id (type to search)", ids, key=key, on_change=_remember_user, args=(key,)
     )
+    st.query_params["user"] = choice
     user = index_of[choice]
     history = len(data.sequences[user])
     st.caption(f"{history} items in the history; the last one is held out as the next item.")

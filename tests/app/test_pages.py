@@ -75,6 +75,47 @@ def test_dispatcher_page_reads_its_state_from_the_url():
     assert any("Interest expert D3" in s.value for s in shared.subheader)
 
 
+def test_the_user_of_a_shared_link_follows_every_page_switch():
+    at = open_page(DISPATCHER, query={"user": "17"})
+    assert at.selectbox(key="user").value == "17"
+    for page in (MEMORY, RECOMMEND, DISPATCHER):
+        at.query_params.clear()  # a click in the sidebar navigation drops the URL's query
+        at.switch_page(page).run()
+        no_exception(at)
+        assert at.selectbox(key="user").value == "17", page
+        assert at.query_params.get("user") == "17", page  # the link stays shareable
+
+
+def test_a_user_chosen_in_this_session_wins_over_a_stale_widget():
+    at = open_page(RECOMMEND)
+    at.session_state["selected_user"] = "42"  # what another page of this session chose
+    at.switch_page(MEMORY).run()
+    no_exception(at)
+    assert at.selectbox(key="user").value == "42"
+    assert at.query_params.get("user") == "42"
+
+
+def _strongest_slot(at) -> int:
+    caption = next(c.value for c in at.caption if c.value.startswith("This user's slots"))
+    return int(caption.split("D1 slot ")[1].split(" ")[0])
+
+
+def test_memory_page_keeps_a_slot_per_user_across_page_switches():
+    at = open_page(MEMORY)
+    assert at.number_input(key="slot").value == _strongest_slot(at)
+    at.number_input(key="slot").set_value(5).run()
+    at.switch_page(RECOMMEND).run()
+    at.switch_page(MEMORY).run()
+    assert at.number_input(key="slot").value == 5  # same user: the chosen slot stays
+
+    at.switch_page(DISPATCHER).run()
+    at.selectbox(key="user").select(at.selectbox(key="user").options[7]).run()
+    at.switch_page(MEMORY).run()
+    no_exception(at)
+    assert at.selectbox(key="user").value == at.selectbox(key="user").options[7]
+    assert at.number_input(key="slot").value == _strongest_slot(at)  # not the earlier user's
+
+
 def test_memory_page_shows_the_grid_the_statistics_and_a_slot():
     at = open_page(MEMORY)
     no_exception(at)
