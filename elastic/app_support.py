@@ -870,7 +870,10 @@ def analytic_figure(settings: LabSettings, seq_len: int):
     return cost_figure(
         sweep["ns"],
         sweep["curves"],
-        panels=[("flops", "time: FLOPs of one call"), ("bytes", "memory: predicted peak bytes")],
+        panels=[
+            ("flops", "time: FLOPs of one call", "flops"),
+            ("bytes", "memory: predicted peak", "bytes"),
+        ],
         current_n=seq_len,
         x_range=frame["x_range"],
         y_ranges=frame["y_ranges"],
@@ -1078,7 +1081,10 @@ def measured_section(settings: LabSettings) -> None:
                 cost_figure(
                     ns,
                     curves,
-                    panels=[("ms", "measured time (ms)"), ("peak", "measured peak memory (bytes)")],
+                    panels=[
+                        ("ms", "measured time of one call", "ms"),
+                        ("peak", "measured peak memory", "bytes"),
+                    ],
                     current_n=st.session_state.get("N", 1024),
                     x_range=lab_frame()["x_range"],
                     y_ranges={
