@@ -22,6 +22,8 @@ import copy
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -900,10 +902,6 @@ def lab_frame() -> dict:
     return {"x_range": (LAB_N[0] / 1.3, LAB_N[-1] * 1.3), "y_ranges": y_ranges}
 
 
-class _Cancelled(Exception):
-    """Raised from bench's progress callback to end a measurement early."""
-
-
 @dataclass
 class MeasureJob:
     """One sweep of measured points for one lab setting; shared by every session (the numbers
@@ -927,41 +925,54 @@ class MeasureJob:
             return self.status, [dict(r) for r in self.records], self.error
 
     def run(self) -> None:
-        from elastic.complexity import bench
-
-        def progress(record: dict) -> None:
-            with self.lock:
-                self.records.append(record)
-            if self.cancel.is_set():
-                raise _Cancelled
-
+        """Measure in a child process (`python -m elastic bench --jsonl`), reading its records
+        line by line. The child runs the CPU memory profiler in its own main thread, so
+        nothing of the profiler (its USDT and thread warnings) reaches the server's console, a
+        measurement that runs out of memory takes only the child down, and Stop ends the child
+        at once."""
         with _measure_slot:  # one measurement at a time: they would disturb each other
             if self.cancel.is_set():
                 self._finish("cancelled")
                 return
             self._finish("measuring")
-            try:
-                s = self.settings
-                bench(
-                    list(LAB_FORMS),
-                    self.ns,
-                    k=s.interests,
-                    slots=s.slots,
-                    batch=s.batch,
-                    d_model=s.d_model,
-                    layers=s.layers,
-                    mode=s.mode,
-                    device=self.device,
-                    repeats=3,
-                    warmup=1,
-                    max_point_s=MEASURE_MAX_POINT_S,
-                    progress=progress,
+            s = self.settings
+            command = [
+                sys.executable, "-m", "elastic", "bench", "--jsonl",
+                "--impl", ",".join(LAB_FORMS), "--n", ",".join(str(n) for n in self.ns),
+                "--k", str(s.interests), "--slots", str(s.slots), "--batch", str(s.batch),
+                "--d-model", str(s.d_model), "--layers", str(s.layers), "--mode", s.mode,
+                "--device", self.device, "--repeats", "3", "--warmup", "1",
+                "--max-point-s", str(MEASURE_MAX_POINT_S),
+            ]  # fmt: skip
+            with tempfile.TemporaryFile("w+") as errors:
+                child = subprocess.Popen(
+                    command, cwd=ROOT, stdout=subprocess.PIPE, stderr=errors, text=True
                 )
-                self._finish("done")
-            except _Cancelled:
-                self._finish("cancelled")
-            except Exception as error:  # any failure is shown to the user as one sentence
-                self._finish("failed", _sentence(error))
+                watcher = threading.Thread(target=self._stop_on_cancel, args=(child,), daemon=True)
+                watcher.start()
+                for line in child.stdout:
+                    if line.startswith("{"):
+                        with self.lock:
+                            self.records.append(json.loads(line))
+                child.wait()
+                if self.cancel.is_set():
+                    self._finish("cancelled")
+                elif child.returncode != 0:
+                    errors.seek(0)
+                    said = [ln for ln in errors.read().splitlines() if ln.startswith("error:")]
+                    reason = said[-1][len("error:") :].strip() if said else None
+                    self._finish(
+                        "failed",
+                        reason or f"The measurement stopped (exit status {child.returncode}).",
+                    )
+                else:
+                    self._finish("done")
+
+    def _stop_on_cancel(self, child: subprocess.Popen) -> None:
+        while child.poll() is None:
+            if self.cancel.wait(0.2):
+                child.terminate()
+                return
 
     def _finish(self, status: str, error: str | None = None) -> None:
         with self.lock:
