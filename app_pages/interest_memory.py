@@ -27,7 +27,7 @@ st.caption(
 table = support.memory_table(bundle.key, bundle)
 c_user, c_slot = st.columns([3, 1])
 with c_user:
-    user = support.user_picker(data)
+    user = support.user_picker(data, model.config.max_len)
 user_slots = table["slot_ids"][user]
 user_gates = table["gates"][user]
 user_id = str(data.user_ids[user])
@@ -120,8 +120,9 @@ else:
         if rows.empty:
             st.caption("No item is held by two or more of these users.")
         else:
+            group = "planted interest" if data.truth is not None else "genre"
             st.dataframe(
-                rows[["title", "genre", "users", "lift"]],
+                rows.rename(columns={"genre": group})[["title", group, "users", "lift"]],
                 hide_index=True,
                 width="stretch",
                 column_config={

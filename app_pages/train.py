@@ -29,6 +29,7 @@ source = st.segmented_control(
         "upload": "Upload a CSV / Parquet",
     }.get,
     default="synthetic",
+    required=True,
     key="train_source",
 )
 uploaded_path, columns = None, []
@@ -193,13 +194,15 @@ if submitted:
         st.session_state.pop("train_archive", None)  # the last run's download is gone
         snap = job.snapshot()
 
+# Material icons, drawn from the font Streamlit ships: emoji render as empty boxes in a browser
+# without an emoji font (Debian's Chromium).
 STATUS_ICONS = {
-    "queued": "⏳",
-    "waiting for a free CPU slot": "⏳",
-    "training": "▶️",
-    "done": "✅",
-    "stopped": "⏸️",
-    "failed": "❌",
+    "queued": ":material/hourglass_empty:",
+    "waiting for a free CPU slot": ":material/hourglass_empty:",
+    "training": ":material/play_circle:",
+    "done": ":material/check_circle:",
+    "stopped": ":material/pause_circle:",
+    "failed": ":material/error:",
 }
 
 

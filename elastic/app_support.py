@@ -165,8 +165,9 @@ def _remember_user(key: str) -> None:
     st.session_state[SELECTED_USER] = st.session_state[key]
 
 
-def user_picker(data: InteractionData, key: str = "user") -> int:
-    """Pick a user by id (type to search) and return the user's index.
+def user_picker(data: InteractionData, max_len: int, key: str = "user") -> int:
+    """Pick a user by id (type to search) and return the user's index; the caption says how
+    much of the history the model (history length `max_len`) reads.
 
     Session state holds the choice (`selected_user`), not the widget: a widget's state belongs to
     its page, so the same selectbox on another page would start over at the first user. Each page
@@ -185,8 +186,16 @@ def user_picker(data: InteractionData, key: str = "user") -> int:
     )
     st.query_params["user"] = choice
     user = index_of[choice]
-    history = len(data.sequences[user])
-    st.caption(f"{history} items in the history; the last one is held out as the next item.")
+    before = len(data.sequences[user]) - 1  # the last item is held out
+    read = (
+        f"the model reads the last N = {max_len} of the {before} before it"
+        if before > max_len
+        else f"the model reads all {before} before it (N = {max_len})"
+    )
+    st.caption(
+        f"{before + 1} items in the history: the last one is held out as the next item, and "
+        f"{read}."
+    )
     return user
 
 

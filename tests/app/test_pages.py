@@ -116,6 +116,23 @@ def test_memory_page_keeps_a_slot_per_user_across_page_switches():
     assert at.number_input(key="slot").value == _strongest_slot(at)  # not the earlier user's
 
 
+def test_the_user_caption_says_how_much_of_the_history_the_model_reads():
+    at = open_page(DISPATCHER)
+    caption = next(c.value for c in at.caption if "items in the history" in c.value)
+    total = int(caption.split(" ")[0])
+    n = max(figure_titled(at, "Stage 1")["data"][0]["x"])  # positions on the grid
+    assert total - 1 > n  # the demo's first user has more history than the model reads
+    assert f"the model reads the last N = {n} of the {total - 1}" in caption
+
+
+def test_synthetic_groups_are_called_planted_interests():
+    at = open_page(MEMORY)
+    columns = list(at.dataframe[0].value.columns)
+    assert "planted interest" in columns and "genre" not in columns
+    at = open_page(RECOMMEND)
+    assert "planted interest" in at.dataframe[0].value.columns
+
+
 def test_memory_page_shows_the_grid_the_statistics_and_a_slot():
     at = open_page(MEMORY)
     no_exception(at)
@@ -190,6 +207,36 @@ def test_complexity_lab_reads_sliders_from_the_url():
     no_exception(at)
     assert at.select_slider(key="N").value == 256
     assert at.select_slider(key="k").value == 32
+
+
+def test_complexity_lab_keeps_a_mode_when_the_active_one_is_clicked_again():
+    at = open_page(LAB)
+    at.segmented_control(key="mode").set_value("train").run()
+    at.segmented_control(key="mode").set_value(None).run()  # a click on the active button
+    no_exception(at)
+    assert at.segmented_control(key="mode").value == "train"
+    assert at.query_params.get("mode") == "training"  # never an empty mode=
+    empty = open_page(LAB, query={"mode": ""})
+    no_exception(empty)
+    assert empty.segmented_control(key="mode").value == "infer"
+
+
+def test_complexity_lab_puts_each_formula_on_lines_that_fit():
+    at = open_page(LAB)
+    memory_lines = [f.value for f in at.latex if "memory" in f.value]
+    assert len(memory_lines) == 2
+    for formula in memory_lines:  # the memory term starts a line of its own
+        assert "aligned" in formula and r"\\ \text{memory}" in formula
+
+
+def test_memory_axis_ticks_say_bytes_in_binary_units():
+    at = open_page(LAB)
+    fig = figure_titled(at, "memory: predicted peak")
+    assert all(t.endswith(("B", "KiB", "MiB", "GiB", "TiB", "PiB")) for t in
+               fig["layout"]["yaxis2"]["ticktext"])  # fmt: skip
+    elastic = [t for t in fig["data"] if t.get("name") == "ELASTIC"]
+    assert elastic[0]["customdata"][0].endswith("FLOPs")
+    assert elastic[1]["customdata"][0].endswith("iB") or elastic[1]["customdata"][0].endswith(" B")
 
 
 def test_train_page_shows_the_form_and_refuses_a_bad_setting():
