@@ -47,6 +47,7 @@ ASSETS = ROOT / "assets"
 DEMO_DIR = ASSETS / "demo"  # written by scripts/make_demo_checkpoint.py
 DEMO_INFO = DEMO_DIR / "demo.json"
 ARCHITECTURE_SVG = ASSETS / "architecture.svg"
+FAVICON = ASSETS / "favicon.svg"
 RUNS_DIR = ROOT / "runs" / "app"  # where the Train page saves (ignored by git)
 MODEL_ORDER = ("elastic", "sasrec")
 
