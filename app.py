@@ -11,7 +11,8 @@ import streamlit as st
 
 from elastic import app_support as support
 
-st.set_page_config(page_title="ELASTIC", page_icon=":material/hub:", layout="wide")
+# a local file: a :material/...: favicon is fetched from fonts.gstatic.com by the browser
+st.set_page_config(page_title="ELASTIC", page_icon=str(support.FAVICON), layout="wide")
 
 home = st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True)
 pages = {

@@ -15,21 +15,31 @@ st.caption(
 )
 
 
+def keep_a_mode() -> None:
+    """A deselected mode (an empty `mode=` in the URL) falls back to the previous one."""
+    if st.session_state["mode"] is None:
+        st.session_state["mode"] = st.session_state.get("lab_mode", "infer")
+    st.session_state["lab_mode"] = st.session_state["mode"]
+
+
 # The sliders and everything they drive form a fragment: moving a slider reruns only this part
 # (not the sidebar, not the measured section), which keeps a redraw within a frame or two.
 @st.fragment
 def analytic_lab() -> "support.LabSettings":
     c1, c2, c3, c4 = st.columns(4)
     with c1:
+        if "mode" not in st.session_state and not st.query_params.get("mode"):
+            st.session_state["mode"] = "infer"  # the default, also for a link's empty mode=
         mode = st.segmented_control(
             "Mode",
             ["infer", "train"],
             format_func={"infer": "inference", "train": "training"}.get,
-            default="infer",
+            required=True,  # a click on the active mode keeps it selected
             key="mode",
+            on_change=keep_a_mode,
             bind="query-params",
         )
-        mode = mode or "infer"
+        mode = mode or st.session_state.get("lab_mode", "infer")  # a link with an empty mode=
         seq_len = st.select_slider(
             "History length N", support.LAB_N, value=1024, key="N", bind="query-params"
         )
@@ -80,15 +90,17 @@ def analytic_lab() -> "support.LabSettings":
 
 settings = analytic_lab()
 with st.expander("The formulas (per layer)"):
+    # time and memory on separate lines: one line of both was wider than the page and clipped
     st.latex(
-        r"\text{SASRec: } \underbrace{6BNd^2}_{QKV} + \underbrace{4BN^2d}_{QK^\top,\ AV}"
-        r" + \underbrace{2BNd^2 + 16BNd^2}_{\text{proj, FFN}}"
-        r"\qquad \text{memory} \propto B\,h\,N^2 \text{ (materialized)}"
+        r"\begin{aligned}\text{SASRec: }& \underbrace{6BNd^2}_{QKV}"
+        r" + \underbrace{4BN^2d}_{QK^\top,\ AV} + \underbrace{2BNd^2 + 16BNd^2}_{\text{proj, FFN}}"
+        r"\\ \text{memory} &\propto B\,h\,N^2 \text{ (materialized)}\end{aligned}"
     )
     st.latex(
-        r"\text{ELASTIC: } 6BNd^2 + 2Bkd^2 + \underbrace{2BkNd}_{\text{stage-1 logits}}"
-        r" + \underbrace{6BNkd + 4BNCd + 4BhNCk}_{\text{causal chunks, } C = \min(64, N)}"
-        r" + 18BNd^2 \qquad \text{memory} \propto B\,N\,(d + hk + hC)"
+        r"\begin{aligned}\text{ELASTIC: }& 6BNd^2 + 2Bkd^2"
+        r" + \underbrace{2BkNd}_{\text{stage-1 logits}} + 18BNd^2"
+        r"\\ & + \underbrace{6BNkd + 4BNCd + 4BhNCk}_{\text{causal chunks, } C = \min(64, N)}"
+        r"\\ \text{memory} &\propto B\,N\,(d + hk + hC)\end{aligned}"
     )
     st.markdown(
         "FLOPs count matrix products only (2·m·n·p each), the way "

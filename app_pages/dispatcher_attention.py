@@ -31,7 +31,7 @@ st.caption(
 
 c_user, c_layer, c_head, c_expert = st.columns([3, 1, 1, 1])
 with c_user:
-    user = support.user_picker(data)
+    user = support.user_picker(data, model.config.max_len)
 with c_layer:
     layer = st.selectbox(
         "Layer",

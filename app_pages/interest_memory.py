@@ -27,11 +27,16 @@ st.caption(
 table = support.memory_table(bundle.key, bundle)
 c_user, c_slot = st.columns([3, 1])
 with c_user:
-    user = support.user_picker(data)
+    user = support.user_picker(data, model.config.max_len)
 user_slots = table["slot_ids"][user]
 user_gates = table["gates"][user]
-if "slot" not in st.session_state and "slot" not in st.query_params:
-    st.session_state["slot"] = int(user_slots[0])
+user_id = str(data.user_ids[user])
+if st.session_state.get("slot_user") != user_id:
+    # another user than the slot was chosen for (here, or on another page): start on the new
+    # user's strongest slot, unless this is a shared link's first run and it names a slot
+    if "slot_user" in st.session_state or "slot" not in st.query_params:
+        st.session_state["slot"] = int(user_slots[0])
+    st.session_state["slot_user"] = user_id
 with c_slot:
     slot = st.number_input(
         "Slot", min_value=0, max_value=num_slots - 1, step=1, key="slot", bind="query-params"
@@ -115,8 +120,9 @@ else:
         if rows.empty:
             st.caption("No item is held by two or more of these users.")
         else:
+            group = "planted interest" if data.truth is not None else "genre"
             st.dataframe(
-                rows[["title", "genre", "users", "lift"]],
+                rows.rename(columns={"genre": group})[["title", group, "users", "lift"]],
                 hide_index=True,
                 width="stretch",
                 column_config={

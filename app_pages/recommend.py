@@ -19,7 +19,7 @@ st.caption(
     "item — that held-out item is the one the evaluation asks for (✓ marks it when it makes "
     "the top 10)."
 )
-user = support.user_picker(data)
+user = support.user_picker(data, model.config.max_len)
 view = support.user_view(bundle.key, user, bundle)
 recs = support.recommendations(bundle.key, user, bundle)
 contributions = recs["contributions"]  # (10, k)
@@ -43,7 +43,7 @@ for col, (name, rec) in zip(columns, recs["models"].items(), strict=True):
                     data.item_label(int(i)) + (" ✓" if int(i) == held_out else "")
                     for i in rec["items"]
                 ],
-                "interest" if data.truth is not None else "genre": groups,
+                "planted interest" if data.truth is not None else "genre": groups,
                 "score": rec["scores"],
             }
         )

@@ -29,6 +29,7 @@ source = st.segmented_control(
         "upload": "Upload a CSV / Parquet",
     }.get,
     default="synthetic",
+    required=True,
     key="train_source",
 )
 uploaded_path, columns = None, []
@@ -193,14 +194,24 @@ if submitted:
         st.session_state.pop("train_archive", None)  # the last run's download is gone
         snap = job.snapshot()
 
+# Material icons, drawn from the font Streamlit ships: emoji render as empty boxes in a browser
+# without an emoji font (Debian's Chromium).
 STATUS_ICONS = {
-    "queued": "⏳",
-    "waiting for a free CPU slot": "⏳",
-    "training": "▶️",
-    "done": "✅",
-    "stopped": "⏸️",
-    "failed": "❌",
+    "queued": ":material/hourglass_empty:",
+    "waiting for a free CPU slot": ":material/hourglass_empty:",
+    "training": ":material/play_circle:",
+    "done": ":material/check_circle:",
+    "stopped": ":material/pause_circle:",
+    "failed": ":material/error:",
 }
+
+
+def show_trained_models() -> None:
+    """Point the sidebar's model source at this session's models. The button lives in the
+    polling fragment, whose own rerun would not redraw the sidebar: the radio would keep showing
+    the demo and send that back on the next page switch. A full-app rerun redraws it."""
+    st.session_state["model_source"] = "session"
+    st.rerun()
 
 
 # Poll every 2 s while a run is live (a batch takes longer than that on a laptop CPU); the
@@ -286,13 +297,13 @@ def live_run() -> None:
     if job.bundle() is not None and not now.running:
         if st.session_state.get("model_source") != "session":
             b4.button(
-                "Use these models on the other pages",
+                "Show these models everywhere",
                 type="primary",
-                on_click=lambda: st.session_state.update(model_source="session"),
+                on_click=show_trained_models,
                 key="train_use",
             )
         else:
-            b4.success("The other pages show these models.")
+            b4.success("Every page shows these models.")
     elif not now.running and now.phase in ("stopped", "failed"):
         st.caption("No validated ELASTIC model yet: resume to finish at least one epoch.")
 

@@ -22,6 +22,8 @@ import copy
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -45,6 +47,7 @@ ASSETS = ROOT / "assets"
 DEMO_DIR = ASSETS / "demo"  # written by scripts/make_demo_checkpoint.py
 DEMO_INFO = DEMO_DIR / "demo.json"
 ARCHITECTURE_SVG = ASSETS / "architecture.svg"
+FAVICON = ASSETS / "favicon.svg"
 RUNS_DIR = ROOT / "runs" / "app"  # where the Train page saves (ignored by git)
 MODEL_ORDER = ("elastic", "sasrec")
 
@@ -156,23 +159,44 @@ def require_bundle() -> ModelBundle:
     return bundle
 
 
-def user_picker(data: InteractionData, key: str = "user") -> int:
-    """Pick a user by id (type to search); the id lives in the URL (`?user=42`), and the same
-    key on every page carries the choice from page to page. Returns the user's index."""
+SELECTED_USER = "selected_user"  # session-state key of the user every page shows
+
+
+def _remember_user(key: str) -> None:
+    st.session_state[SELECTED_USER] = st.session_state[key]
+
+
+def user_picker(data: InteractionData, max_len: int, key: str = "user") -> int:
+    """Pick a user by id (type to search) and return the user's index; the caption says how
+    much of the history the model (history length `max_len`) reads.
+
+    Session state holds the choice (`selected_user`), not the widget: a widget's state belongs to
+    its page, so the same selectbox on another page would start over at the first user. Each page
+    that shows a user writes it back to the URL (`?user=42`) so the link can be shared; a link's
+    user seeds a session that has not chosen one yet."""
     ids = [str(u) for u in data.user_ids]
     index_of = {u: i for i, u in enumerate(ids)}
-    if key in st.session_state and st.session_state[key] not in index_of:
-        del st.session_state[key]  # a user of another dataset (the model source changed)
+    chosen = st.session_state.get(SELECTED_USER)
+    if chosen not in index_of:  # a new session, or a user of another dataset (source changed)
+        chosen = st.query_params.get("user")
+        chosen = chosen if chosen in index_of else ids[0]
+        st.session_state[SELECTED_USER] = chosen
+    st.session_state[key] = chosen
     choice = st.selectbox(
-        "User id (type to search)",
-        ids,
-        index=0,
-        key=key,
-        bind="query-params",
+        "User id (type to search)", ids, key=key, on_change=_remember_user, args=(key,)
     )
+    st.query_params["user"] = choice
     user = index_of[choice]
-    history = len(data.sequences[user])
-    st.caption(f"{history} items in the history; the last one is held out as the next item.")
+    before = len(data.sequences[user]) - 1  # the last item is held out
+    read = (
+        f"the model reads the last N = {max_len} of the {before} before it"
+        if before > max_len
+        else f"the model reads all {before} before it (N = {max_len})"
+    )
+    st.caption(
+        f"{before + 1} items in the history: the last one is held out as the next item, and "
+        f"{read}."
+    )
     return user
 
 
@@ -858,7 +882,10 @@ def analytic_figure(settings: LabSettings, seq_len: int):
     return cost_figure(
         sweep["ns"],
         sweep["curves"],
-        panels=[("flops", "time: FLOPs of one call"), ("bytes", "memory: predicted peak bytes")],
+        panels=[
+            ("flops", "time: FLOPs of one call", "flops"),
+            ("bytes", "memory: predicted peak", "bytes"),
+        ],
         current_n=seq_len,
         x_range=frame["x_range"],
         y_ranges=frame["y_ranges"],
@@ -885,10 +912,6 @@ def lab_frame() -> dict:
     return {"x_range": (LAB_N[0] / 1.3, LAB_N[-1] * 1.3), "y_ranges": y_ranges}
 
 
-class _Cancelled(Exception):
-    """Raised from bench's progress callback to end a measurement early."""
-
-
 @dataclass
 class MeasureJob:
     """One sweep of measured points for one lab setting; shared by every session (the numbers
@@ -912,41 +935,54 @@ class MeasureJob:
             return self.status, [dict(r) for r in self.records], self.error
 
     def run(self) -> None:
-        from elastic.complexity import bench
-
-        def progress(record: dict) -> None:
-            with self.lock:
-                self.records.append(record)
-            if self.cancel.is_set():
-                raise _Cancelled
-
+        """Measure in a child process (`python -m elastic bench --jsonl`), reading its records
+        line by line. The child runs the CPU memory profiler in its own main thread, so
+        nothing of the profiler (its USDT and thread warnings) reaches the server's console, a
+        measurement that runs out of memory takes only the child down, and Stop ends the child
+        at once."""
         with _measure_slot:  # one measurement at a time: they would disturb each other
             if self.cancel.is_set():
                 self._finish("cancelled")
                 return
             self._finish("measuring")
-            try:
-                s = self.settings
-                bench(
-                    list(LAB_FORMS),
-                    self.ns,
-                    k=s.interests,
-                    slots=s.slots,
-                    batch=s.batch,
-                    d_model=s.d_model,
-                    layers=s.layers,
-                    mode=s.mode,
-                    device=self.device,
-                    repeats=3,
-                    warmup=1,
-                    max_point_s=MEASURE_MAX_POINT_S,
-                    progress=progress,
+            s = self.settings
+            command = [
+                sys.executable, "-m", "elastic", "bench", "--jsonl",
+                "--impl", ",".join(LAB_FORMS), "--n", ",".join(str(n) for n in self.ns),
+                "--k", str(s.interests), "--slots", str(s.slots), "--batch", str(s.batch),
+                "--d-model", str(s.d_model), "--layers", str(s.layers), "--mode", s.mode,
+                "--device", self.device, "--repeats", "3", "--warmup", "1",
+                "--max-point-s", str(MEASURE_MAX_POINT_S),
+            ]  # fmt: skip
+            with tempfile.TemporaryFile("w+") as errors:
+                child = subprocess.Popen(
+                    command, cwd=ROOT, stdout=subprocess.PIPE, stderr=errors, text=True
                 )
-                self._finish("done")
-            except _Cancelled:
-                self._finish("cancelled")
-            except Exception as error:  # any failure is shown to the user as one sentence
-                self._finish("failed", _sentence(error))
+                watcher = threading.Thread(target=self._stop_on_cancel, args=(child,), daemon=True)
+                watcher.start()
+                for line in child.stdout:
+                    if line.startswith("{"):
+                        with self.lock:
+                            self.records.append(json.loads(line))
+                child.wait()
+                if self.cancel.is_set():
+                    self._finish("cancelled")
+                elif child.returncode != 0:
+                    errors.seek(0)
+                    said = [ln for ln in errors.read().splitlines() if ln.startswith("error:")]
+                    reason = said[-1][len("error:") :].strip() if said else None
+                    self._finish(
+                        "failed",
+                        reason or f"The measurement stopped (exit status {child.returncode}).",
+                    )
+                else:
+                    self._finish("done")
+
+    def _stop_on_cancel(self, child: subprocess.Popen) -> None:
+        while child.poll() is None:
+            if self.cancel.wait(0.2):
+                child.terminate()
+                return
 
     def _finish(self, status: str, error: str | None = None) -> None:
         with self.lock:
@@ -1066,7 +1102,10 @@ def measured_section(settings: LabSettings) -> None:
                 cost_figure(
                     ns,
                     curves,
-                    panels=[("ms", "measured time (ms)"), ("peak", "measured peak memory (bytes)")],
+                    panels=[
+                        ("ms", "measured time of one call", "ms"),
+                        ("peak", "measured peak memory", "bytes"),
+                    ],
                     current_n=st.session_state.get("N", 1024),
                     x_range=lab_frame()["x_range"],
                     y_ranges={

@@ -49,6 +49,12 @@ def register(subparsers) -> None:
         help="skip points predicted to take longer than this many seconds",
     )
     p.add_argument("--json", type=Path, default=None, help="also write the records here")
+    p.add_argument(
+        "--jsonl",
+        action="store_true",
+        help="print each record as one JSON line as soon as it is measured, and nothing else "
+        "(the app's complexity lab reads them)",
+    )
     p.set_defaults(run=run)
 
 
@@ -77,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         raise ValueError(f"unknown --impl {', '.join(unknown)}; choose from {', '.join(FORMS)}")
     device = pick_device(args.device)
-    print(f"bench on {describe_device(device)}: {args.mode}, batch {args.batch}", flush=True)
+    if not args.jsonl:
+        print(f"bench on {describe_device(device)}: {args.mode}, batch {args.batch}", flush=True)
     records = bench(
         impls,
         args.n,
@@ -93,8 +100,10 @@ def run(args: argparse.Namespace) -> int:
         repeats=args.repeats,
         warmup=args.warmup,
         max_point_s=args.max_point_s,
+        progress=(lambda record: print(json.dumps(record), flush=True)) if args.jsonl else None,
     )
-    print(format_table(records))
+    if not args.jsonl:
+        print(format_table(records))
     if args.json is not None:
         report = {
             "machine": machine_info(device),

@@ -133,7 +133,8 @@ def ranked_items_figure(panels: Sequence[RankedItems]) -> go.Figure:
                 "orientation": "h",
                 "marker": {"color": list(panel.colors) if panel.colors else "#0F766E"},
                 "hovertext": list(panel.hover) if panel.hover else labels,
-                "hoverinfo": "text+x",
+                "hovertemplate": f"%{{hovertext}}<br>{panel.x_title or 'value'}: %{{x:.3g}}"
+                "<extra></extra>",
                 "xaxis": f"x{suffix}",
                 "yaxis": f"y{suffix}",
             }
@@ -162,7 +163,8 @@ def interest_strip_figure(
 ) -> go.Figure:
     """Two rows over the history: each item's planted interest, and the dispatcher that gathers
     it most, coloured by the planted interest that dispatcher gathers most often — so equal
-    colours in a column mean the dispatcher recovered the planted interest."""
+    colours in a column mean the dispatcher recovered the planted interest. One trace (and one
+    legend entry) per planted interest, in the colour-blind-safe categorical palette."""
     planted = np.asarray(planted)
     assigned = np.asarray(assigned)
     n = planted.size
@@ -177,19 +179,27 @@ def interest_strip_figure(
             [f"D{int(j) + 1} (mostly {interest_names[majority[int(j)]]})" for j in assigned],
         ),
     ]
+    positions = np.arange(1, n + 1)
     fig = go.Figure()
-    for r, (_name, colour_index, text) in enumerate(rows):
+    for g in np.unique(np.concatenate([row[1] for row in rows])):
+        x, y, hover = [], [], []
+        for r, (_name, colour_index, text) in enumerate(rows):
+            for t in np.flatnonzero(colour_index == g):
+                x.append(int(positions[t]))
+                y.append(r)
+                hover.append(f"<b>{titles[t]}</b><br>{text[t]}")
         fig.add_trace(
             go.Scatter(
-                x=np.arange(1, n + 1),
-                y=np.full(n, r),
+                x=x,
+                y=y,
                 mode="markers",
                 marker=dict(
                     symbol="square",
                     size=max(4, min(20, int(700 / max(n, 1)))),
-                    color=[category_color(c) for c in colour_index],
+                    color=category_color(g),
                 ),
-                hovertext=[f"<b>{titles[t]}</b><br>{text[t]}" for t in range(n)],
+                name=interest_names[int(g)],
+                hovertext=hover,
                 hoverinfo="text",
             )
         )
@@ -201,4 +211,10 @@ def interest_strip_figure(
         range=[-0.6, 1.6],
     )
     fig.update_xaxes(title="history position (oldest → most recent)", showgrid=False)
-    return base_layout(fig, height=150, title=None)
+    fig = base_layout(fig, height=190, title=None)
+    fig.update_layout(
+        showlegend=True,
+        legend=dict(orientation="h", y=1.02, yanchor="bottom", x=0, title_text="planted interest:"),
+        margin_t=40,
+    )
+    return fig

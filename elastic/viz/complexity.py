@@ -49,11 +49,56 @@ def _log_range(lo: float, hi: float) -> list[float]:
     return [float(np.log10(lo)), float(np.log10(hi))]
 
 
+# What a panel's quantity counts: FLOPs (SI prefixes), bytes (binary prefixes: "10B" would read
+# as ten bytes), or milliseconds.
+UNITS = ("flops", "bytes", "ms")
+SI_PREFIXES = ("", "k", "M", "G", "T", "P", "E", "Z", "Y")
+BINARY_PREFIXES = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
+MAX_TICKS = 8
+
+
+def format_quantity(value: float, unit: str) -> str:
+    """A value with its unit, 3 significant digits: '13.3 GFLOPs', '201 MiB', '638 ms'."""
+    if unit == "flops":
+        power = min(max(int(np.floor(np.log10(max(value, 1)) / 3)), 0), len(SI_PREFIXES) - 1)
+        return f"{value / 1000**power:.3g} {SI_PREFIXES[power]}FLOPs"
+    if unit == "bytes":
+        power = min(max(int(np.floor(np.log2(max(value, 1)) / 10)), 0), len(BINARY_PREFIXES) - 1)
+        return f"{value / 1024**power:.3g} {BINARY_PREFIXES[power]}"
+    if unit == "ms":
+        return f"{value / 1000:.3g} s" if value >= 1000 else f"{value:.3g} ms"
+    raise ValueError(f"unknown unit {unit!r}; expected one of {UNITS}")
+
+
+def log_ticks(lo: float, hi: float, unit: str) -> tuple[list[float], list[str]]:
+    """(tickvals, ticktext) for a log axis from lo to hi, at most MAX_TICKS of them, all in
+    one format: decades with SI prefixes for FLOPs ('10 G', '100 P', '1 E'), powers of two
+    with binary prefixes for bytes ('32 MiB', '1 GiB'), decades of milliseconds or seconds."""
+    if unit == "bytes":
+        first, last = int(np.ceil(np.log2(lo))), int(np.floor(np.log2(hi)))
+        step = next(s for s in (1, 2, 5, 10, 20, 30, 40) if (last - first) // s + 1 <= MAX_TICKS)
+        exponents = [e for e in range(first, last + 1) if e % step == 0]
+        return [float(2**e) for e in exponents], [
+            f"{2 ** (e % 10)} {BINARY_PREFIXES[e // 10]}" for e in exponents
+        ]
+    first, last = int(np.ceil(np.log10(lo) - 1e-9)), int(np.floor(np.log10(hi) + 1e-9))
+    steps = (1, 3, 6, 9, 12) if unit == "flops" else (1, 2, 3, 5, 10)  # FLOPs: 1 k, 1 M, 1 G…
+    step = next(s for s in steps if (last - first) // s + 1 <= MAX_TICKS)
+    exponents = [e for e in range(first, last + 1) if e % step == 0]
+    if unit == "flops":
+        text = [f"{10 ** (e % 3)} {SI_PREFIXES[e // 3]}".rstrip() for e in exponents]
+    elif unit == "ms":
+        text = [format_quantity(10.0**e, "ms") for e in exponents]
+    else:
+        raise ValueError(f"unknown unit {unit!r}; expected one of {UNITS}")
+    return [10.0**e for e in exponents], text
+
+
 def cost_figure(
     ns: Sequence[int],
     curves: Mapping[str, Mapping[str, Sequence[float]]],
     *,
-    panels: Sequence[tuple[str, str]],
+    panels: Sequence[tuple[str, str, str]],
     current_n: int,
     x_range: tuple[float, float],
     y_ranges: Mapping[str, tuple[float, float]],
@@ -61,13 +106,13 @@ def cost_figure(
     baseline: str = "sasrec-sdpa",
     title: str | None = None,
 ) -> go.Figure:
-    """One log-log panel per (quantity, axis title) in `panels`; curves[form][quantity] holds
-    one value per N in `ns`. `y_ranges[quantity]` fixes each panel's y-axis (data units);
-    `crossovers[quantity]` marks where ELASTIC becomes cheaper than `baseline`; a dotted line
-    marks `current_n`."""
-    layout = panels_layout([label for _, label in panels])
+    """One log-log panel per (quantity, panel title, unit) in `panels`, unit one of UNITS (for
+    the ticks and the hovers); curves[form][quantity] holds one value per N in `ns`.
+    `y_ranges[quantity]` fixes each panel's y-axis (data units); `crossovers[quantity]` marks
+    where ELASTIC becomes cheaper than `baseline`; a dotted line marks `current_n`."""
+    layout = panels_layout([label for _, label, _ in panels])
     traces, shapes = [], []
-    for i, (quantity, _label) in enumerate(panels):
+    for i, (quantity, _label, unit) in enumerate(panels):
         suffix = "" if i == 0 else str(i + 1)
         axes = {"xaxis": f"x{suffix}", "yaxis": f"y{suffix}"}
         for form in FORMS:
@@ -85,7 +130,8 @@ def cost_figure(
                     "name": MODEL_NAMES[form],
                     "legendgroup": form,
                     "showlegend": i == 0,
-                    "hovertemplate": f"{MODEL_NAMES[form]}<br>N = %{{x}}<br>%{{y:.3s}}"
+                    "customdata": [format_quantity(v, unit) for v in values],
+                    "hovertemplate": f"{MODEL_NAMES[form]}<br>N = %{{x:,}}<br>%{{customdata}}"
                     "<extra></extra>",
                     **axes,
                 }
@@ -129,7 +175,15 @@ def cost_figure(
         layout[f"xaxis{suffix}"].update(
             type="log", range=_log_range(*x_range), title={"text": "history length N"}
         )
-        layout[f"yaxis{suffix}"].update(type="log", range=_log_range(*y_ranges[quantity]))
+        tickvals, ticktext = log_ticks(*y_ranges[quantity], unit)
+        layout[f"yaxis{suffix}"].update(
+            type="log",
+            range=_log_range(*y_ranges[quantity]),
+            tickmode="array",
+            tickvals=tickvals,
+            ticktext=ticktext,
+            title={"text": "FLOPs" if unit == "flops" else None},
+        )
     layout["shapes"] = shapes
     fig = go.Figure(data=traces, layout=layout)
     fig = base_layout(fig, height=380, title=title, top=40)

@@ -4,7 +4,6 @@ interests look the same on every page."""
 from __future__ import annotations
 
 import plotly.graph_objects as go
-from plotly.colors import qualitative
 
 # one colour per model / attention form, used by every curve and table
 MODEL_COLORS = {
@@ -19,8 +18,18 @@ MODEL_NAMES = {
     "sasrec-sdpa": "SASRec (SDPA, fused)",
     "sasrec-materialized": "SASRec (materialized N×N)",
 }
-# categorical colours for planted interests, genres and dispatchers (cycled past 24)
-CATEGORICAL = qualitative.Dark24
+# categorical colours for planted interests, genres and dispatchers: the Okabe-Ito palette,
+# told apart with any colour-vision deficiency (cycled past 8, where no palette stays safe)
+CATEGORICAL = (
+    "#E69F00",  # orange
+    "#56B4E9",  # sky blue
+    "#009E73",  # bluish green
+    "#F0E442",  # yellow
+    "#0072B2",  # blue
+    "#D55E00",  # vermillion
+    "#CC79A7",  # reddish purple
+    "#000000",  # black
+)
 # sequential colour scale of attention weights and counts; diverging for signed contributions
 WEIGHT_SCALE = "Tealgrn"
 COUNT_SCALE = "Blues"

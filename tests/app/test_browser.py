@@ -9,6 +9,7 @@ docs/screenshots/, the ones the README shows (a plain test run leaves the reposi
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -67,9 +68,14 @@ def page(browser):
     context.close()
 
 
-def test_every_page_loads_without_an_exception(server, page):
+def test_every_page_loads_without_an_exception_or_the_internet(server, page):
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.set_viewport_size(SHOT_VIEWPORT)
+    outside = []  # the app must work offline: a workshop room may have no internet
+    page.on(
+        "request",
+        lambda r: None if r.url.startswith((server, "data:", "blob:")) else outside.append(r.url),
+    )
     for path, name, charts in PAGES:
         page.goto(f"{server}/{path}")
         wait_idle(page)
@@ -77,6 +83,24 @@ def test_every_page_loads_without_an_exception(server, page):
             wait_charts(page, charts)
         assert exceptions(page) == 0, f"/{path} shows an exception"
         page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    assert not outside, outside
+
+
+def test_the_formulas_fit_the_page(server, page):
+    page.set_viewport_size({"width": 1440, "height": 900})
+    page.goto(f"{server}/complexity_lab")
+    wait_idle(page)
+    page.get_by_text("The formulas (per layer)").click()
+    page.wait_for_selector(".katex-display .katex-html")
+    overflow = page.evaluate(
+        """() => [...document.querySelectorAll('.katex-display')].map(e => {
+            const right = e.closest('[data-testid="stExpander"]').getBoundingClientRect().right;
+            const ends = [...e.querySelectorAll('.katex-html .base')]
+                .map(b => b.getBoundingClientRect().right);
+            return Math.max(...ends) - right;
+        })"""
+    )
+    assert overflow and all(px <= 0 for px in overflow), overflow
 
 
 def test_a_shared_link_opens_its_page_in_its_state_on_a_fresh_server(browser):
@@ -159,3 +183,32 @@ def test_a_training_run_survives_a_page_switch(server, page):
     wait_charts(page)
     assert exceptions(page) == 0
     page.screenshot(path=str(SHOTS / "train-finished.png"), full_page=True)
+    done = page.get_by_role("img", name="check_circle icon")  # a Material icon in Markdown
+    assert done.count() == 2  # ELASTIC and SASRec; an emoji drew an empty box in this Chromium
+
+    expect = pytest.importorskip("playwright.sync_api").expect
+    # the button sits in the polling fragment; it must still switch the sidebar's radio, and
+    # every other page must then show the trained models
+    page.get_by_role("button", name="Show these models everywhere").click()
+    trained = page.locator('[data-testid="stSidebar"]').get_by_role(
+        "radio", name=re.compile("trained here")
+    )
+    expect(trained).to_be_checked(timeout=30_000)
+    page.locator('[data-testid="stSidebarNavLink"]').filter(has_text="Home").click()
+    page.get_by_text(re.compile(r"Loaded: synthetic, run 1")).wait_for(timeout=60_000)
+    expect(trained).to_be_checked()
+    assert exceptions(page) == 0
+
+
+def test_a_shared_links_user_survives_a_click_in_the_navigation(server, page):
+    page.goto(f"{server}/dispatcher_attention?user=17")
+    wait_idle(page)
+    picker = page.locator('[data-testid="stSelectbox"]').filter(has_text="User id")
+    user = picker.get_by_role("combobox")
+    assert user.input_value() == "17"
+    page.locator('[data-testid="stSidebarNavLink"]').filter(has_text="Interest memory").click()
+    page.wait_for_function("() => window.location.pathname.endsWith('/interest_memory')")
+    page.wait_for_function("() => window.location.search.includes('user=17')", timeout=30_000)
+    wait_idle(page)
+    assert user.input_value() == "17"
+    assert exceptions(page) == 0

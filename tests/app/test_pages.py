@@ -75,6 +75,64 @@ def test_dispatcher_page_reads_its_state_from_the_url():
     assert any("Interest expert D3" in s.value for s in shared.subheader)
 
 
+def test_the_user_of_a_shared_link_follows_every_page_switch():
+    at = open_page(DISPATCHER, query={"user": "17"})
+    assert at.selectbox(key="user").value == "17"
+    for page in (MEMORY, RECOMMEND, DISPATCHER):
+        at.query_params.clear()  # a click in the sidebar navigation drops the URL's query
+        at.switch_page(page).run()
+        no_exception(at)
+        assert at.selectbox(key="user").value == "17", page
+        assert at.query_params.get("user") == "17", page  # the link stays shareable
+
+
+def test_a_user_chosen_in_this_session_wins_over_a_stale_widget():
+    at = open_page(RECOMMEND)
+    at.session_state["selected_user"] = "42"  # what another page of this session chose
+    at.switch_page(MEMORY).run()
+    no_exception(at)
+    assert at.selectbox(key="user").value == "42"
+    assert at.query_params.get("user") == "42"
+
+
+def _strongest_slot(at) -> int:
+    caption = next(c.value for c in at.caption if c.value.startswith("This user's slots"))
+    return int(caption.split("D1 slot ")[1].split(" ")[0])
+
+
+def test_memory_page_keeps_a_slot_per_user_across_page_switches():
+    at = open_page(MEMORY)
+    assert at.number_input(key="slot").value == _strongest_slot(at)
+    at.number_input(key="slot").set_value(5).run()
+    at.switch_page(RECOMMEND).run()
+    at.switch_page(MEMORY).run()
+    assert at.number_input(key="slot").value == 5  # same user: the chosen slot stays
+
+    at.switch_page(DISPATCHER).run()
+    at.selectbox(key="user").select(at.selectbox(key="user").options[7]).run()
+    at.switch_page(MEMORY).run()
+    no_exception(at)
+    assert at.selectbox(key="user").value == at.selectbox(key="user").options[7]
+    assert at.number_input(key="slot").value == _strongest_slot(at)  # not the earlier user's
+
+
+def test_the_user_caption_says_how_much_of_the_history_the_model_reads():
+    at = open_page(DISPATCHER)
+    caption = next(c.value for c in at.caption if "items in the history" in c.value)
+    total = int(caption.split(" ")[0])
+    n = max(figure_titled(at, "Stage 1")["data"][0]["x"])  # positions on the grid
+    assert total - 1 > n  # the demo's first user has more history than the model reads
+    assert f"the model reads the last N = {n} of the {total - 1}" in caption
+
+
+def test_synthetic_groups_are_called_planted_interests():
+    at = open_page(MEMORY)
+    columns = list(at.dataframe[0].value.columns)
+    assert "planted interest" in columns and "genre" not in columns
+    at = open_page(RECOMMEND)
+    assert "planted interest" in at.dataframe[0].value.columns
+
+
 def test_memory_page_shows_the_grid_the_statistics_and_a_slot():
     at = open_page(MEMORY)
     no_exception(at)
@@ -151,6 +209,36 @@ def test_complexity_lab_reads_sliders_from_the_url():
     assert at.select_slider(key="k").value == 32
 
 
+def test_complexity_lab_keeps_a_mode_when_the_active_one_is_clicked_again():
+    at = open_page(LAB)
+    at.segmented_control(key="mode").set_value("train").run()
+    at.segmented_control(key="mode").set_value(None).run()  # a click on the active button
+    no_exception(at)
+    assert at.segmented_control(key="mode").value == "train"
+    assert at.query_params.get("mode") == "training"  # never an empty mode=
+    empty = open_page(LAB, query={"mode": ""})
+    no_exception(empty)
+    assert empty.segmented_control(key="mode").value == "infer"
+
+
+def test_complexity_lab_puts_each_formula_on_lines_that_fit():
+    at = open_page(LAB)
+    memory_lines = [f.value for f in at.latex if "memory" in f.value]
+    assert len(memory_lines) == 2
+    for formula in memory_lines:  # the memory term starts a line of its own
+        assert "aligned" in formula and r"\\ \text{memory}" in formula
+
+
+def test_memory_axis_ticks_say_bytes_in_binary_units():
+    at = open_page(LAB)
+    fig = figure_titled(at, "memory: predicted peak")
+    assert all(t.endswith(("B", "KiB", "MiB", "GiB", "TiB", "PiB")) for t in
+               fig["layout"]["yaxis2"]["ticktext"])  # fmt: skip
+    elastic = [t for t in fig["data"] if t.get("name") == "ELASTIC"]
+    assert elastic[0]["customdata"][0].endswith("FLOPs")
+    assert elastic[1]["customdata"][0].endswith("iB") or elastic[1]["customdata"][0].endswith(" B")
+
+
 def test_train_page_shows_the_form_and_refuses_a_bad_setting():
     at = open_page(TRAIN)
     no_exception(at)
@@ -183,7 +271,7 @@ def test_train_page_trains_in_the_background_and_offers_the_model():
             break
     assert any("finished" in s.value for s in at.subheader), [s.value for s in at.subheader]
     figure_titled(at, "training loss")
-    at.button(key="train_use").click().run()  # "Use these models on the other pages"
+    at.button(key="train_use").click().run()  # "Show these models everywhere"
     assert at.session_state["model_source"] == "session"
     at.switch_page(DISPATCHER).run()
     no_exception(at)

@@ -82,7 +82,28 @@ def test_interest_strip_colours_dispatchers_by_their_majority_interest():
     planted = np.array([0, 0, 1, 1, 2])
     assigned = np.array([4, 4, 6, 6, 6])  # dispatcher 4 gathers interest 0; 6 mostly interest 1
     fig = interest_strip_figure(planted, assigned, ["I0", "I1", "I2"], TITLES)
-    planted_row, dispatcher_row = fig.data
-    assert list(planted_row.marker.color) == [category_color(g) for g in planted]
-    assert list(dispatcher_row.marker.color) == [category_color(g) for g in [0, 0, 1, 1, 1]]
-    assert "D5 (mostly I0)" in dispatcher_row.hovertext[0]
+    cells = {
+        (x, y): trace.marker.color
+        for trace in fig.data
+        for x, y in zip(trace.x, trace.y, strict=True)
+    }
+    assert [cells[(t + 1, 0)] for t in range(5)] == [category_color(g) for g in planted]
+    assert [cells[(t + 1, 1)] for t in range(5)] == [category_color(g) for g in [0, 0, 1, 1, 1]]
+    hovers = [h for trace in fig.data for h in trace.hovertext]
+    assert any("D5 (mostly I0)" in h for h in hovers)
+
+
+def test_interest_strip_has_a_legend_in_a_colour_blind_safe_palette():
+    fig = interest_strip_figure(np.array([0, 1, 2]), np.array([0, 1, 2]), ["I0", "I1", "I2"],
+                                TITLES[:3])  # fmt: skip
+    assert fig.layout.showlegend
+    assert [t.name for t in fig.data] == ["I0", "I1", "I2"]
+    okabe_ito = {"#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7",
+                 "#000000"}  # fmt: skip
+    assert {t.marker.color for t in fig.data} <= okabe_ito
+
+
+def test_ranked_bar_hovers_show_three_significant_digits():
+    fig = ranked_items_figure([RankedItems("gathers", ["a"], [0.02604834], "stage-1 weight")])
+    template = fig.data[0].hovertemplate
+    assert "%{x:.3g}" in template and "stage-1 weight" in template

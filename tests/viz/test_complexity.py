@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from elastic.viz.complexity import cost_figure, find_crossover, n_grid
+from elastic.viz.complexity import (
+    cost_figure,
+    find_crossover,
+    format_quantity,
+    log_ticks,
+    n_grid,
+)
 
 NS = [16, 64, 256, 1024, 4096]
 
@@ -44,7 +50,7 @@ def test_cost_figure_draws_three_forms_per_panel_on_fixed_log_axes():
     fig = cost_figure(
         NS,
         _curves(),
-        panels=[("flops", "time"), ("bytes", "memory")],
+        panels=[("flops", "time", "flops"), ("bytes", "memory", "bytes")],
         current_n=256,
         x_range=(10, 10_000),
         y_ranges={"flops": (1e2, 1e8), "bytes": (1e2, 1e8)},
@@ -69,7 +75,7 @@ def test_cost_figure_leaves_refused_points_as_gaps():
     fig = cost_figure(
         NS,
         curves,
-        panels=[("bytes", "memory")],
+        panels=[("bytes", "memory", "bytes")],
         current_n=64,
         x_range=(10, 10_000),
         y_ranges={"bytes": (1, 1e8)},
@@ -85,7 +91,7 @@ def test_the_frame_does_not_move_when_the_curves_do():
         fig = cost_figure(
             NS,
             curves,
-            panels=[("flops", "t")],
+            panels=[("flops", "t", "flops")],
             current_n=64,
             x_range=(10, 1e4),
             y_ranges={"flops": (1, 1e9)},
@@ -103,7 +109,7 @@ def test_the_crossover_star_sits_on_the_baseline_across_gaps():
     fig = cost_figure(
         NS,
         curves,
-        panels=[("flops", "t")],
+        panels=[("flops", "t", "flops")],
         current_n=64,
         x_range=(10, 1e4),
         y_ranges={"flops": (1, 1e9)},
@@ -112,3 +118,42 @@ def test_the_crossover_star_sits_on_the_baseline_across_gaps():
     star = next(t for t in fig.data if t.name == "crossover")
     assert np.isfinite(star.y[0])
     assert star.y[0] == pytest.approx(100.0**2, rel=1e-6)
+
+
+def test_memory_ticks_use_binary_units_and_flop_ticks_one_si_format():
+    values, text = log_ticks(1e3, 1e15, "bytes")
+    assert text[:3] == ["1 KiB", "32 KiB", "1 MiB"]  # never "10B": it reads as ten bytes
+    assert all(v == 2 ** round(np.log2(v)) for v in values)
+    assert "1 TiB" in text
+    values, text = log_ticks(1e2, 1e17, "flops")
+    assert text == ["1 k", "1 M", "1 G", "1 T", "1 P"]  # no stray 10¹⁶ among SI ticks
+    assert values == [1e3, 1e6, 1e9, 1e12, 1e15]
+    _, text = log_ticks(0.01, 1e4, "ms")
+    assert text[0] == "0.01 ms" and text[-1] == "10 s"
+    for lo, hi, unit in ((1e3, 1e15, "bytes"), (1e2, 1e17, "flops"), (0.01, 1e4, "ms")):
+        assert 2 <= len(log_ticks(lo, hi, unit)[0]) <= 8
+
+
+def test_quantities_carry_their_units_with_three_significant_digits():
+    assert format_quantity(13.3e9, "flops") == "13.3 GFLOPs"
+    assert format_quantity(201 * 2**20, "bytes") == "201 MiB"
+    assert format_quantity(638.2, "ms") == "638 ms"
+    assert format_quantity(1234.0, "ms") == "1.23 s"
+    assert format_quantity(512, "bytes") == "512 B"
+
+
+def test_cost_figure_hovers_and_ticks_say_the_unit():
+    fig = cost_figure(
+        NS,
+        _curves(),
+        panels=[("flops", "time", "flops"), ("bytes", "memory", "bytes")],
+        current_n=256,
+        x_range=(10, 10_000),
+        y_ranges={"flops": (1e2, 1e8), "bytes": (1e2, 1e8)},
+    )
+    flops, memory = (t for t in fig.data if t.name == "ELASTIC")
+    assert flops.customdata[0] == "1.6 kFLOPs"  # 100 · 16
+    assert memory.customdata[0] == "320 B"  # 20 · 16
+    assert "%{customdata}" in flops.hovertemplate and "%{y" not in flops.hovertemplate
+    assert fig.layout.yaxis2.tickmode == "array"
+    assert all(t.endswith(("B", "KiB", "MiB")) for t in fig.layout.yaxis2.ticktext)
