@@ -134,8 +134,12 @@ def timed_epochs(trainer: Trainer) -> dict:
                          lambda e: train_seconds.append(marks["last"] - marks["start"]))
     result = trainer.fit()
     epoch_seconds = [entry["seconds"] for entry in result["history"]]
+    if not train_seconds:  # resumed after its last epoch: only whole epochs' seconds exist
+        return {"result": result, "train_s": epoch_seconds, "validation_s": []}
+    # a resumed run's history also holds the epochs of earlier invocations, untimed here
+    timed = epoch_seconds[-len(train_seconds):]
     return {"result": result, "train_s": train_seconds,
-            "validation_s": [e - t for e, t in zip(epoch_seconds, train_seconds, strict=True)]}
+            "validation_s": [e - t for e, t in zip(timed, train_seconds, strict=True)]}
 
 
 def config_for(args: argparse.Namespace, loss: str, **overrides) -> TrainConfig:
