@@ -30,7 +30,7 @@ MODEL = dict(slots=256, items=1000, batch=32, d_model=64, layers=2, heads=2)  # 
 DEFAULT_K = 8
 GROWTH = (512, 4096)  # ELASTIC's growth is reported between these lengths (8× longer)
 NAMES = {"elastic": "ELASTIC", "sasrec-materialized": "materialized", "sasrec-sdpa": "SDPA"}
-OTHERS = ("sasrec-materialized", "sasrec-sdpa")
+OTHERS = ("sasrec-materialized", "sasrec-sdpa", "none")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -120,7 +120,9 @@ def markdown(report: dict) -> str:
         f"{settings['repeats']} calls after one warm-up; peak = memory allocated during one "
         "call above what was live before it. infer = `model(ids)` (logits at the last "
         "position) under no_grad; train = `training_loss` + backward.",
-        "Ratios are ELASTIC ÷ the other form: below 1× ELASTIC is faster / smaller.",
+        "Ratios are ELASTIC ÷ the other form: below 1× ELASTIC is faster / smaller. "
+        "'no attention' is the same model without its attention sublayers (embedding, "
+        "feed-forward, loss): the floor no attention form can go below.",
     ]
     main = [r for r in report["records"] if r["k"] == settings["k"]]
     index = {(r["mode"], r["impl"], r["N"]): r for r in main}
@@ -132,9 +134,10 @@ def markdown(report: dict) -> str:
             "",
             f"## {mode}",
             "",
-            "| N | ELASTIC ms | materialized ms | SDPA ms | ELASTIC MiB | materialized MiB "
-            "| SDPA MiB | time ÷ mat. | time ÷ SDPA | memory ÷ mat. | memory ÷ SDPA |",
-            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| N | ELASTIC ms | materialized ms | SDPA ms | no attention ms | ELASTIC MiB | "
+            "materialized MiB | SDPA MiB | no attention MiB | time ÷ mat. | time ÷ SDPA | "
+            "time ÷ no attention | memory ÷ mat. | memory ÷ SDPA | memory ÷ no attention |",
+            "|---:|" + "---:|" * 14,
         ]
         for n in ns:
             row = {f: index.get((mode, f, n), {}) for f in FORMS}
@@ -148,8 +151,9 @@ def markdown(report: dict) -> str:
                 "Process CPU time of the same calls (ms, all threads), which other work on the "
                 "machine barely moves:",
                 "",
-                "| N | ELASTIC | materialized | SDPA | ELASTIC ÷ mat. | ELASTIC ÷ SDPA |",
-                "|---:|---:|---:|---:|---:|---:|",
+                "| N | ELASTIC | materialized | SDPA | no attention | ELASTIC ÷ mat. | "
+                "ELASTIC ÷ SDPA | ELASTIC ÷ no attention |",
+                "|---:|" + "---:|" * 7,
             ]
             for n in ns:
                 cpu = {f: index.get((mode, f, n), {}).get("median_cpu_ms") for f in FORMS}
