@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
+from elastic.ablation import DONOR_SHIFT
 from elastic.data import InteractionData, pad_left
 from elastic.evaluate import target_ranks
 from elastic.models import PAD, ElasticModel, Intervention
@@ -152,12 +153,12 @@ def _require_elastic(model) -> None:
         )
 
 
-def _one_history(history_ids: torch.Tensor, name: str = "history_ids") -> None:
+def _one_history(history_ids: torch.Tensor, name: str = "the history") -> None:
     if history_ids.dim() != 2 or history_ids.shape[0] != 1:
-        raise ValueError(f"{name} must be one user's history, shape (1, N); got "
+        raise ValueError(f"{name} must be one user's item ids, shape (1, N); got "
                          f"{tuple(history_ids.shape)}")
     if not bool((history_ids != PAD).any()):
-        raise ValueError(f"{name} holds no item: keep at least one item in the history")
+        raise ValueError(f"{name[:1].upper() + name[1:]} holds no item: keep at least one.")
 
 
 @torch.no_grad()
@@ -187,7 +188,7 @@ def compare(
     if changed_ids is None:
         changed_ids, changed_seen = history_ids, seen
     else:
-        _one_history(changed_ids, "changed_ids")
+        _one_history(changed_ids, "the edited history")
         if changed_seen is None:
             changed_seen = np.union1d(seen, _real_items(changed_ids))
     changed_seen = np.unique(np.asarray(changed_seen, dtype=np.int64))
@@ -265,11 +266,9 @@ def knockout_effects(
     model.eval()
     try:
         base = _run(model, history_ids, Intervention(), seen, target, top)
-        device = next(model.parameters()).device
-        ids = history_ids.to(device)
-        knocked = [  # k × (|I|+1,)
-            model(ids, intervention=_applicable(Intervention(knockout=(j,)), k))[0]
-            .float().cpu().numpy()
+        knocked = [  # the same pass as `compare`'s, once per dispatcher
+            _run(model, history_ids, _applicable(Intervention(knockout=(j,)), k), seen, target,
+                 top)
             for j in range(k)
         ]
     finally:
@@ -279,12 +278,11 @@ def knockout_effects(
     return KnockoutEffects(
         items=items,
         scores=base.top_scores,
-        score_change=np.stack([s[items] for s in knocked], axis=1) - base.top_scores[:, None],
-        rank_after=np.stack([ranks_of(s, items, seen) for s in knocked], axis=1),
-        replaced=np.array([m - np.isin(top_items(s, seen, m), items).sum() for s in knocked]),
+        score_change=np.stack([p.scores[items] - base.top_scores for p in knocked], axis=1),
+        rank_after=np.stack([ranks_of(p.scores, items, seen) for p in knocked], axis=1),
+        replaced=np.array([m - int(np.isin(p.top_items, items).sum()) for p in knocked]),
         target_rank=base.target_rank,
-        target_rank_after=None if target is None else np.array(
-            [int(_target_ranks(s, [target], seen)[0]) for s in knocked]),
+        target_rank_after=None if target is None else np.array([p.target_rank for p in knocked]),
         slot_ids=base.slot_ids,
         gates=base.gates,
     )
@@ -318,8 +316,6 @@ class Experiment:
 def donor_of(user_index: int, num_users: int) -> int:
     """The ablation's donor (`elastic.ablation.DONOR_SHIFT`): user i takes the experts of user
     (i + U/2) mod U, a fixed derangement."""
-    from elastic.ablation import DONOR_SHIFT
-
     return (user_index + max(1, int(DONOR_SHIFT * num_users))) % num_users
 
 

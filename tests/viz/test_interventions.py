@@ -101,7 +101,7 @@ def test_a_removed_item_is_a_candidate_again_and_the_pass_reads_the_edited_histo
     np.testing.assert_allclose(c.after.scores[1:], edited[1:], rtol=1e-5, atol=1e-5)
     assert iv.ranks_of(c.before.scores, removed, c.before.seen).tolist() == [0, 0]  # filtered
     assert (iv.ranks_of(c.after.scores, removed, c.after.seen) >= 1).all()  # ranked now
-    assert c.after.target_rank == analysis.rank_of(edited, held_out, kept)
+    assert c.after.target_rank == analysis.rank_of(c.after.scores, held_out, kept)
 
 
 def test_the_held_out_item_in_the_history_is_still_ranked_and_removing_it_restores(data, model):
@@ -157,7 +157,7 @@ def test_sasrec_is_refused_with_a_sentence(data):
 
 def test_an_empty_history_is_refused(data, model):
     history, _ = analysis.user_history(data, USER)
-    with pytest.raises(ValueError, match="keep at least one item"):
+    with pytest.raises(ValueError, match="The edited history holds no item"):
         iv.run_experiment(model, data, USER, iv.Experiment("remove", remove=tuple(history)))
 
 
