@@ -176,7 +176,8 @@ st.subheader("Experiment: what does the prediction do without it?", anchor="expe
 st.caption(
     "Pick a change; ELASTIC runs again on this user's history with it, and the top 10 and the "
     "held-out item's rank (full ranking, history filtered, as in the evaluation) are set beside "
-    "the original. A map shows where weight goes; this shows whether the list depends on it."
+    "the original. A map shows where weight goes; this shows whether the list depends on it. "
+    "(ELASTIC only: SASRec has no dispatchers or memory slots to change.)"
 )
 kinds = [k for k in interventions.EXPERIMENTS if k != "plant" or data.truth is not None]
 kind_labels = {  # also the values in the URL (?experiment=...): keep them short and fixed

@@ -96,7 +96,8 @@ st.caption(
     "of a top item's score (hover for the rank); the colours span the list's own score spread, "
     "so a change too small to reorder the list stays pale, and an outlined cell is an item that "
     "leaves the top 10. This measures what the prediction does without a dispatcher — unlike an "
-    "attention weight, which only says where weight went."
+    "attention weight, which only says where weight went. SASRec has no dispatchers, so its list "
+    "has no such column."
 )
 st.page_link(
     "app_pages/dispatcher_attention.py",
