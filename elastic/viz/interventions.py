@@ -408,14 +408,15 @@ def verdict(comparison: Comparison, phrase: str, meaning: str = "") -> str:
     c = comparison
     n = len(c.before.top_items)
     opening = phrase[:1].upper() + phrase[1:]
+    scale = (f"scores move by at most {c.largest_score_change:.3f}; the list spans "
+             f"{c.spread:.2f}")
     if c.same_order:
-        head = (f"{opening}, the top-{n} is unchanged: the same items in the same order (scores "
-                f"move by at most {c.largest_score_change:.3f}; the list spans {c.spread:.2f})")
+        head = f"{opening}, the top-{n} is unchanged: the same items in the same order ({scale})"
     elif c.entered.size == 0:
-        head = f"{opening}, the top-{n} holds the same items in a different order"
+        head = f"{opening}, the top-{n} holds the same items in a different order ({scale})"
     else:
-        head = (f"{opening}, {c.entered.size} of the top-{n} item"
-                f"{'s are' if c.entered.size != 1 else ' is'} replaced")
+        verb = "is" if c.entered.size == 1 else "are"
+        head = f"{opening}, {c.entered.size} of the top-{n} items {verb} replaced ({scale})"
     a, b = c.before.target_rank, c.after.target_rank
     if a is not None and b is not None:
         head += (f"; the held-out item stays at rank {a}" if a == b
@@ -477,7 +478,7 @@ def ablation_source(record: dict) -> str:
 def ablation_verdict(record: dict, noise: float = NOISE) -> str:
     """Which interventions move test NDCG@10 by more than `noise`, and what that says."""
     rows = [r for r in record["ablation"] if r["name"] != "as trained"]
-    change = {r["name"]: r["change"]["NDCG@10"] for r in rows}
+    change = {r["name"].split(" (")[0]: r["change"]["NDCG@10"] for r in rows}
     large = [f"{name} ({value:+.1%})" for name, value in change.items() if abs(value) > noise]
     small = [f"{name} ({value:+.1%})" for name, value in change.items() if abs(value) <= noise]
     parts = []

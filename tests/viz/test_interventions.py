@@ -175,7 +175,8 @@ def test_every_experiment_runs_and_says_what_it_changed(data, model, kind):
     if c.same_order:
         assert "unchanged" in sentence
     elif c.entered.size:
-        assert f"{c.entered.size} of the top-10" in sentence
+        verb = "is" if c.entered.size == 1 else "are"
+        assert f"{c.entered.size} of the top-10 items {verb} replaced" in sentence
     else:
         assert "different order" in sentence
     if kind == "random":
@@ -210,6 +211,7 @@ def _record(donor: float, window: float) -> dict:
         "checkpoint": "assets/demo/elastic", "dataset": {"users": 1000},
         "ablation": [row("as trained", 0.0), row("another user's experts", donor),
                      row("random slots", 0.001), row("one dispatcher out", 0.005, runs=8),
+                     row("dispatchers off (local window only)", -0.015),
                      row("local window off", window)],
     }
 
@@ -218,12 +220,13 @@ def test_the_measured_ablation_is_read_with_its_source_and_what_it_says():
     record = _record(donor=0.0, window=-0.133)
     rows = iv.ablation_rows(record)
     assert [r["intervention"] for r in rows][3] == "one dispatcher out (mean of 8)"
-    assert rows[4]["Δ NDCG@10"] == "-13.3%"
+    assert rows[5]["Δ NDCG@10"] == "-13.3%"
     source = iv.ablation_source(record)
     assert "2026-12-02" in source and "abc1234" in source and "1,000 users" in source
     sentence = iv.ablation_verdict(record)
     assert sentence.startswith("Local window off (-13.3%) moves test NDCG@10 by more than 2%")
     assert "another user's experts (+0.0%)" in sentence and "nearly inert" in sentence
+    assert "dispatchers off (-1.5%)" in sentence  # the row's own parenthesis left out
     mattering = iv.ablation_verdict(_record(donor=-0.10, window=-0.133))
     assert "nearly inert" not in mattering
     assert mattering.startswith("Another user's experts (-10.0%), local window off (-13.3%) "
