@@ -34,23 +34,28 @@ if support.ARCHITECTURE_SVG.is_file():
 loaded = st.container()
 
 st.subheader("A guided path")
-lessons = [
+lessons = [  # (page, question, answer, query of the link, then: a follow-up link or None)
     (
         "app_pages/complexity_lab.py",
         "Why does N² hurt?",
         "Slide N and watch SASRec's attention memory grow with the square of the history.",
         None,
+        None,
     ),
     (
         "app_pages/dispatcher_attention.py",
         "What does a dispatcher gather?",
-        "Click an interest expert: the history items it collects and where it points.",
+        "Click an interest expert: the history items it collects and where it points. Then "
+        "the experiment: knock it out, or give the user another user's experts — does the "
+        "top 10 change?",
         None,
+        ("The experiment: another user's experts", {"experiment": "Another user's experts"}),
     ),
     (
         "app_pages/interest_memory.py",
         "What does the memory store?",
         "Which of the K slots users retrieve, and what the users of one slot share.",
+        None,
         None,
     ),
     (
@@ -58,14 +63,17 @@ lessons = [
         "When does O(N·k) win?",
         "Find the N where ELASTIC becomes cheaper than SASRec, and see how k moves it.",
         {"N": "4096", "k": "32"},
+        None,
     ),
 ]
-for col, (page, question, answer, params) in zip(st.columns(4), lessons, strict=True):
+for col, (page, question, answer, params, then) in zip(st.columns(4), lessons, strict=True):
     with col, st.container(border=True):
         st.page_link(
             page, label=f"**{question}**", icon=":material/arrow_forward:", query_params=params
         )
         st.caption(answer)
+        if then is not None:
+            st.page_link(page, label=then[0], icon=":material/science:", query_params=then[1])
 
 info = support.demo_info()
 if info is not None:

@@ -1,5 +1,5 @@
-"""Recommend: a user's next ten items from ELASTIC and SASRec side by side, and which
-interests drove ELASTIC's."""
+"""Recommend: a user's next ten items from ELASTIC and SASRec side by side, and what changes
+in ELASTIC's list when each of its dispatchers is removed."""
 
 import pandas as pd
 import streamlit as st
@@ -7,7 +7,8 @@ import streamlit as st
 from elastic import app_support as support
 from elastic.viz import analysis
 from elastic.viz.attention import dispatcher_labels
-from elastic.viz.recommend import contribution_figure
+from elastic.viz.interventions import knockout_verdict
+from elastic.viz.recommend import knockout_figure
 from elastic.viz.style import MODEL_NAMES
 
 bundle = support.require_bundle()
@@ -22,8 +23,6 @@ st.caption(
 user = support.user_picker(data, model.config.max_len)
 view = support.user_view(bundle.key, user, bundle)
 recs = support.recommendations(bundle.key, user, bundle)
-contributions = recs["contributions"]  # (10, k)
-strongest = contributions.argmax(axis=1)
 interest_names = dispatcher_labels(view.slot_ids, view.gates)
 held_out = recs["held_out"]
 candidates = data.num_items - len(set(data.sequences[user][:-1].tolist()))
@@ -47,8 +46,6 @@ for col, (name, rec) in zip(columns, recs["models"].items(), strict=True):
                 "score": rec["scores"],
             }
         )
-        if name == "elastic":
-            frame["driven by"] = [interest_names[j].split(" (")[0] for j in strongest]
         st.dataframe(
             frame,
             hide_index=True,
@@ -59,20 +56,56 @@ for col, (name, rec) in zip(columns, recs["models"].items(), strict=True):
 if "sasrec" not in recs["models"]:
     st.caption("This bundle has no SASRec model; train both on the Train page to compare.")
 
-st.subheader("Which interests drove ELASTIC's list")
+st.subheader("What changes when a dispatcher is removed", anchor="knockouts")
+effects = support.knockout_effects_of(bundle.key, user, bundle)
+st.markdown(knockout_verdict(effects))
 st.plotly_chart(
-    contribution_figure(
-        contributions,
-        [data.item_label(int(i)) for i in recs["models"]["elastic"]["items"]],
+    knockout_figure(
+        effects,
+        [data.item_label(int(i)) for i in effects.items],
         interest_names,
     ),
-    key="contributions",
+    key="knockouts",
     width="stretch",
 )
-st.caption(
-    "Each cell is what one interest vector of the last layer adds to an item's score at the last "
-    "position, through the output projection and the final LayerNorm (direct logit attribution, "
-    "up to one positive factor per user); the outlined cell is the item's strongest interest. "
-    "The local window, the feed-forward path and the residual stream carry the rest of the "
-    "score, so this is a partial account: attention weights are not explanations."
+summary = pd.DataFrame(
+    {
+        "dispatcher": [label.split(" (")[0] for label in interest_names],
+        "gate": effects.gates,
+        "top-10 items replaced": effects.replaced,
+        "largest score change": abs(effects.score_change).max(axis=0),
+    }
 )
+if effects.target_rank_after is not None:
+    summary[f"held-out item's rank (as trained: {effects.target_rank})"] = (
+        effects.target_rank_after
+    )
+st.dataframe(
+    summary,
+    hide_index=True,
+    width="stretch",
+    column_config={
+        "gate": st.column_config.NumberColumn(format="percent"),
+        "largest score change": st.column_config.NumberColumn(format="%.3f"),
+    },
+    key="knockout_summary",
+)
+st.caption(
+    "Each column is one run of ELASTIC with that dispatcher knocked out: its stage-2 weight is "
+    "set to 0 in every layer and the other dispatchers share the weight. A cell is the change "
+    "of a top item's score (hover for the rank); the colours span the list's own score spread, "
+    "so a change too small to reorder the list stays pale, and an outlined cell is an item that "
+    "leaves the top 10. This measures what the prediction does without a dispatcher — unlike an "
+    "attention weight, which only says where weight went. SASRec has no dispatchers, so its list "
+    "has no such column."
+)
+st.page_link(
+    "app_pages/dispatcher_attention.py",
+    label="More experiments on this user: another user's experts, the branch off, an edited "
+    "history",
+    icon=":material/science:",
+    query_params={"experiment": "Another user's experts"},
+)
+
+st.subheader("Over all users: the measured ablation")
+support.measured_ablation_section(bundle)

@@ -50,7 +50,7 @@ PAGES = {
     "Home": ("A guided path", 1),
     "Dispatcher attention": ("Stage 1 —", 4),
     "Interest memory": ("How evenly the slots are used", 2),
-    "Recommend": ("Which interests drove", 1),
+    "Recommend": ("What changes when a dispatcher is removed", 1),
     "Complexity lab": ("Measured on this device", 1),
     "Train": ("Both models train at once", 0),
 }

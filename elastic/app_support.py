@@ -48,6 +48,7 @@ DEMO_DIR = ASSETS / "demo"  # written by scripts/make_demo_checkpoint.py
 DEMO_INFO = DEMO_DIR / "demo.json"
 ARCHITECTURE_SVG = ASSETS / "architecture.svg"
 FAVICON = ASSETS / "favicon.svg"
+ABLATION_RESULTS = ROOT / "benchmarks" / "results" / "ablation.json"  # benchmarks/ablation.py
 RUNS_DIR = ROOT / "runs" / "app"  # where the Train page saves (ignored by git)
 MODEL_ORDER = ("elastic", "sasrec")
 
@@ -262,14 +263,8 @@ def slot_detail(bundle_key: str, slot: int, _bundle: ModelBundle) -> dict:
 
 @st.cache_data(max_entries=512, show_spinner=False)
 def recommendations(bundle_key: str, user_index: int, _bundle: ModelBundle, top: int = 10):
-    """Top items of each model for one user (history filtered) and ELASTIC's interest
-    contributions to its own."""
-    from elastic.viz.analysis import (
-        interest_contributions,
-        next_item_scores,
-        rank_of,
-        top_items,
-    )
+    """Top items of each model for one user (history filtered)."""
+    from elastic.viz.analysis import next_item_scores, rank_of, top_items
 
     view = user_view(bundle_key, user_index, _bundle)
     seen = _bundle.data.sequences[user_index][:-1]
@@ -284,10 +279,69 @@ def recommendations(bundle_key: str, user_index: int, _bundle: ModelBundle, top:
             "scores": scores[items],
             "held_out_rank": rank_of(scores, view.held_out, seen),
         }
-    out["contributions"] = interest_contributions(
-        _bundle.elastic, view, out["models"]["elastic"]["items"]
-    )
     return out
+
+
+@st.cache_data(max_entries=512, show_spinner=False)
+def knockout_effects_of(bundle_key: str, user_index: int, _bundle: ModelBundle):
+    """ELASTIC's top-10 for one user with each dispatcher knocked out in turn."""
+    import torch
+
+    from elastic.data import pad_left
+    from elastic.viz.analysis import user_history
+    from elastic.viz.interventions import knockout_effects
+
+    history, held_out = user_history(_bundle.data, user_index)
+    ids = torch.from_numpy(pad_left([history], _bundle.elastic.config.max_len))
+    return knockout_effects(_bundle.elastic, ids, held_out, seen=history)
+
+
+@st.cache_data(max_entries=512, show_spinner="Running the model with the change…")
+def experiment_of(bundle_key: str, user_index: int, experiment, _bundle: ModelBundle):
+    """One user's pass as trained and under `experiment` (an `interventions.Experiment`)."""
+    from elastic.viz.interventions import run_experiment
+
+    return run_experiment(_bundle.elastic, _bundle.data, user_index, experiment)
+
+
+@st.cache_data(show_spinner=False)
+def measured_ablation() -> dict | None:
+    """`benchmarks/ablation.py`'s record of the shipped demo, or None when it was never run."""
+    if not ABLATION_RESULTS.is_file():
+        return None
+    return json.loads(ABLATION_RESULTS.read_text())
+
+
+def measured_ablation_section(bundle: ModelBundle) -> None:
+    """The ablation table measured over all users of the shipped demo, with its source, or a
+    sentence saying why it is not shown."""
+    record = measured_ablation()
+    if record is None:
+        st.caption("No measured ablation yet: `python benchmarks/ablation.py` writes one.")
+        return
+    if bundle.key != "demo":
+        st.caption(
+            "The measured ablation (`benchmarks/results/ablation.md`) describes the shipped "
+            "demo, not the model trained in this session: run `python -m elastic ablate` on "
+            "its checkpoint to measure it."
+        )
+        return
+    import pandas as pd
+
+    from elastic.viz.interventions import ablation_rows, ablation_source, ablation_verdict
+
+    st.markdown(ablation_verdict(record))
+    st.dataframe(
+        pd.DataFrame(ablation_rows(record)),
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "test NDCG@10": st.column_config.NumberColumn(format="%.4f"),
+            "test HR@10": st.column_config.NumberColumn(format="%.4f"),
+        },
+        key="measured_ablation",
+    )
+    st.caption(ablation_source(record))
 
 
 @st.cache_data(show_spinner=False)

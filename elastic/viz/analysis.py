@@ -1,9 +1,11 @@
 """What the app draws, computed from what the library returns (no plotting, no Streamlit).
 
 Every function reads a model's public outputs (`ElasticIntermediates`, logits, slot ids) and the
-dataset; none re-implements the model. Two of them follow an interest vector into item space,
-which needs the last two linear maps it passes through (the layer's output projection and the
-final LayerNorm's gain): that is *direct logit attribution*, written out in `interest_directions`.
+dataset; none re-implements the model. `interest_item_scores` follows an interest vector into
+item space, which needs the last two linear maps it passes through (the layer's output
+projection and the final LayerNorm's gain): that is *direct logit attribution*, written out in
+`_written_directions`. What a dispatcher *does* to the prediction is asked by intervention
+instead (`elastic.viz.interventions`).
 """
 
 from __future__ import annotations
@@ -135,15 +137,6 @@ def interest_item_scores(model: ElasticModel, view: UserView, layer: int = -1) -
     scores = directions @ _item_table(model).T  # (k, |I|+1)
     scores[:, PAD] = -np.inf
     return scores
-
-
-def interest_contributions(model: ElasticModel, view: UserView, items: np.ndarray) -> np.ndarray:
-    """(len(items), k): the direct contribution of each interest of the last layer to each item's
-    score at the last position (what the layer's stage 2 actually read there, head by head)."""
-    layer = len(model.layers) - 1
-    head_weights = view.stage2[layer, :, -1, :]  # (h, k): the last position's stage-2 weights
-    directions = _written_directions(model, view.interest_vectors[layer], head_weights, layer)
-    return _item_table(model)[np.asarray(items)] @ directions.T  # (items, k)
 
 
 # ----------------------------------------------------------------------------------------------

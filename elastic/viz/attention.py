@@ -57,8 +57,10 @@ def stage1_figure(
     slot_ids: Sequence[int],
     gates: Sequence[float],
     selected: int | None = None,
+    title: str | None = None,
 ) -> go.Figure:
-    """stage1 (k, n) weights of dispatcher j over history position t; click a row to pick j."""
+    """stage1 (k, n) weights of dispatcher j over history position t; click a row to pick j.
+    `title` replaces the default one (the app titles the maps of an intervention)."""
     stage1 = np.asarray(stage1)
     k, n = stage1.shape
     return square_grid(
@@ -73,7 +75,7 @@ def stage1_figure(
         colorbar_title="weight",
         x_title="history position (oldest → most recent)",
         selected_rows=() if selected is None else (selected,),
-        title="Stage 1 — each dispatcher gathers over the history (each row sums to 1)",
+        title=title or "Stage 1 — each dispatcher gathers over the history (each row sums to 1)",
     )
 
 
@@ -85,6 +87,7 @@ def stage2_figure(
     slot_ids: Sequence[int],
     gates: Sequence[float],
     selected: int | None = None,
+    title: str | None = None,
 ) -> go.Figure:
     """stage2 (n, k) weights of token t over the k interests, drawn as (k, n)."""
     weights = np.asarray(stage2).T  # (k, n)
@@ -101,7 +104,7 @@ def stage2_figure(
         colorbar_title="weight",
         x_title="history position (oldest → most recent)",
         selected_rows=() if selected is None else (selected,),
-        title="Stage 2 — each position reads the k interests (each column sums to 1)",
+        title=title or "Stage 2 — each position reads the k interests (each column sums to 1)",
     )
 
 

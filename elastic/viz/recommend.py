@@ -1,5 +1,6 @@
-"""Which interests drove ELASTIC's recommendations: per recommended item, the direct
-contribution of each of the k interests to its score (see `analysis.interest_contributions`)."""
+"""What removing each dispatcher does to ELASTIC's recommendations: per recommended item, the
+change of its score and its rank when one dispatcher is knocked out (see
+`interventions.knockout_effects`)."""
 
 from __future__ import annotations
 
@@ -9,47 +10,50 @@ import numpy as np
 import plotly.graph_objects as go
 
 from elastic.viz.grid import square_grid
+from elastic.viz.interventions import NOT_RANKED, KnockoutEffects
 from elastic.viz.style import SIGNED_SCALE
 
 
-def contribution_figure(
-    contributions: np.ndarray,
+def knockout_figure(
+    effects: KnockoutEffects,
     item_labels: Sequence[str],
-    interest_labels: Sequence[str],
+    dispatcher_labels: Sequence[str],
 ) -> go.Figure:
-    """contributions (m, k) -> an m × k grid, red = pushes the item up, blue = down; the
-    strongest interest of each item is outlined. customdata = [item row, interest]."""
-    contributions = np.asarray(contributions, dtype=float)
-    m, k = contributions.shape
-    bound = float(np.abs(contributions).max()) if contributions.size else 1.0
-    hover = np.array(
-        [
-            [
-                f"<b>{item_labels[r]}</b><br>{interest_labels[j]}: {contributions[r, j]:+.2f}"
-                for j in range(k)
-            ]
-            for r in range(m)
-        ],
-        dtype=object,
-    )
-    strongest = contributions.argmax(axis=1) if contributions.size else []
+    """An m × k grid: cell (item, j) = the item's score change when dispatcher j is knocked
+    out, red = the item loses score without j, blue = it gains; cells where the item leaves the
+    top m are outlined. The colour scale spans ± max(largest change, the list's spread), so a
+    change too small to reorder the list stays pale. customdata = [item row, dispatcher]."""
+    change = np.asarray(effects.score_change, dtype=float)
+    m, k = change.shape
+    largest = float(np.abs(change).max()) if change.size else 0.0
+    bound = max(largest, effects.spread, 1e-6)
+    hover = np.empty((m, k), dtype=object)
+    for r in range(m):
+        for j in range(k):
+            after = int(effects.rank_after[r, j])
+            rank = "filtered" if after == NOT_RANKED else f"{after}"
+            hover[r, j] = (
+                f"<b>{item_labels[r]}</b><br>without {dispatcher_labels[j]}:<br>"
+                f"score {effects.scores[r]:.2f} → {effects.scores[r] + change[r, j]:.2f} "
+                f"({change[r, j]:+.3f})<br>rank {r + 1} → {rank}"
+            )
+    left = [(r, j) for r in range(m) for j in range(k) if effects.rank_after[r, j] > m]
     fig = square_grid(
-        contributions,
+        -change,  # red = the dispatcher's removal costs the item score
         hovertext=hover,
-        x_labels=[label.split(" ·")[0] for label in interest_labels],
+        x_labels=[label.split(" ·")[0] for label in dispatcher_labels],
         y_labels=[_shorten(label) for label in item_labels],
         colorscale=SIGNED_SCALE,
         cmin=-bound,
         cmax=bound,
         cmid=0.0,
-        colorbar_title="logit",
-        x_title="interest (dispatcher)",
-        selected_cells=[(r, int(j)) for r, j in enumerate(strongest)],
+        colorbar_title="score lost",
+        x_title="dispatcher knocked out",
+        selected_cells=left,
         cell_px=26,
-        title="What each interest adds to each recommended item's score",
+        title="What changes when a dispatcher is removed: each top item's score",
     )
-    fig.data[0].marker.colorscale = SIGNED_SCALE
-    fig.data[0].marker.reversescale = True  # red = positive
+    fig.data[0].marker.reversescale = True  # red = positive (score lost)
     return fig
 
 

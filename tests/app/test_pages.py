@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import pytest
 
+from elastic.viz.interventions import EXPERIMENTS
 from tests.app.conftest import end_training, figure_titled, figures, no_exception, open_page
 
 DISPATCHER = "app_pages/dispatcher_attention.py"
@@ -24,6 +26,7 @@ def test_home_explains_and_offers_the_lessons():
     links = [link.proto.label for link in at.get("page_link")]
     assert any("N² hurt" in label for label in links)
     assert any("dispatcher gather" in label for label in links)
+    assert any("The experiment" in label for label in links)  # the lesson ends on it
     assert any("memory store" in label for label in links)
     assert any("O(N·k) win" in label for label in links)
     assert figures(at), "the demo's training curves"
@@ -165,18 +168,75 @@ def test_memory_page_follows_the_slot_and_the_user():
     assert at.dataframe, "the items the slot's users share"
 
 
-def test_recommend_page_lists_both_models_and_the_drivers():
+def test_recommend_page_lists_both_models_and_what_each_dispatcher_changes():
     at = open_page(RECOMMEND)
     no_exception(at)
-    assert len(at.dataframe) == 2  # ELASTIC and SASRec side by side
-    assert len(at.dataframe[0].value) == 10
-    assert "driven by" in at.dataframe[0].value.columns
-    grid = figure_titled(at, "What each interest adds")
+    assert len(at.dataframe[0].value) == 10 and len(at.dataframe[1].value) == 10  # both models
+    assert "driven by" not in at.dataframe[0].value.columns  # no attribution that oversells
+    grid = figure_titled(at, "What changes when a dispatcher is removed")
     assert len(grid["layout"]["yaxis"]["ticktext"]) == 10
+    k = len(set(grid["data"][0]["x"]))  # one column per dispatcher
+    summary = next(d.value for d in at.dataframe if "top-10 items replaced" in d.value.columns)
+    assert len(summary) == k == 8  # one row per dispatcher of the demo
+    assert any("dispatcher" in m.value and "list" in m.value for m in at.markdown)
+    ablation = next(d.value for d in at.dataframe if "Δ NDCG@10" in d.value.columns)
+    assert "another user's experts" in ablation["intervention"].tolist()
+    assert any(c.value.startswith("Measured by `benchmarks/ablation.py`") for c in at.caption)
     first = at.dataframe[0].value["item"].tolist()
     at.selectbox(key="user").select(at.selectbox(key="user").options[9]).run()
     no_exception(at)
     assert at.dataframe[0].value["item"].tolist() != first
+
+
+def _experiment_table(at):
+    return next(d.value for d in at.dataframe if {"before", "after"} <= set(d.value.columns))
+
+
+def test_dispatcher_page_runs_a_knockout_beside_the_original():
+    at = open_page(DISPATCHER)
+    no_exception(at)
+    assert at.radio(key="experiment").value == "knockout"
+    table = _experiment_table(at)
+    assert len(table) == 10
+    assert {"score before", "score after", "then at", "was at"} <= set(table.columns)
+    assert any(m.value.startswith("With D1 knocked out, ") for m in at.markdown)
+    assert any(m.label == "Held-out item's rank" for m in at.metric)
+    after = figure_titled(at, "Stage 2 with D1 knocked out")
+    k = len(after["layout"]["yaxis"]["ticktext"])
+    weights = np.reshape(after["data"][0]["marker"]["color"], (k, -1))
+    assert np.all(weights[0] == 0) and weights[1:].max() > 0  # D1 reads nothing now
+    figure_titled(at, "Stage 1 with D1 knocked out")
+
+    at.selectbox(key="expert").select(2).run()  # the knockout follows the picked expert
+    no_exception(at)
+    assert any(m.value.startswith("With D3 knocked out, ") for m in at.markdown)
+    figure_titled(at, "Stage 2 with D3 knocked out")
+
+
+def test_the_home_lesson_presets_another_users_experts_and_a_knockout_can_be_picked():
+    at = open_page(DISPATCHER, query={"experiment": "Another user's experts"})
+    no_exception(at)
+    assert at.radio(key="experiment").value == "donor"
+    assert len(_experiment_table(at)) == 10
+    assert any("'s experts, " in m.value for m in at.markdown)
+
+    at.radio(key="experiment").set_value("knockout").run()
+    no_exception(at)
+    table = _experiment_table(at)
+    assert len(table) == 10 and table["before"].tolist()  # the before/after table
+    assert any("knocked out" in m.value for m in at.markdown)
+
+
+def test_every_experiment_renders_without_an_exception():
+    at = open_page(DISPATCHER)
+    # synthetic data: planted interests can be appended
+    assert at.radio(key="experiment").options[-1] == "Append items of a planted interest"
+    for kind in EXPERIMENTS:
+        at.radio(key="experiment").set_value(kind).run()
+        no_exception(at)
+        assert len(_experiment_table(at)) == 10, kind
+        if kind == "remove":  # preset: the three items the picked expert gathers most
+            assert len(at.multiselect(key="remove_items").value) == 3
 
 
 def test_complexity_lab_moves_curves_with_the_sliders():

@@ -107,3 +107,12 @@ def test_ranked_bar_hovers_show_three_significant_digits():
     fig = ranked_items_figure([RankedItems("gathers", ["a"], [0.02604834], "stage-1 weight")])
     template = fig.data[0].hovertemplate
     assert "%{x:.3g}" in template and "stage-1 weight" in template
+
+
+def test_a_title_replaces_the_default_one():
+    stage1 = _weights()
+    default = stage1_figure(stage1, HISTORY, TITLES, GENRES, [7, 3, 9], [0.5, 0.3, 0.2])
+    assert default.layout.title.text.startswith("Stage 1 — each dispatcher gathers")
+    titled = stage2_figure(stage1.T, HISTORY, TITLES, GENRES, [7, 3, 9], [0.5, 0.3, 0.2],
+                           title="Stage 2 with D2 knocked out")
+    assert titled.layout.title.text == "Stage 2 with D2 knocked out"
