@@ -54,6 +54,18 @@ def test_knockout_removes_the_dispatcher_from_stage_two():
 
 
 @torch.no_grad()
+def test_knocking_out_every_dispatcher_is_the_branch_removed_not_nan():
+    model, ids = _model(), _history()
+    every = Intervention(knockout=(0, 1, 2, 3))
+    off = model(ids, intervention=Intervention(dispatch=False))
+    scores = model(ids, intervention=every)
+    assert torch.isfinite(scores[:, 1:]).all()
+    torch.testing.assert_close(scores, off)
+    torch.testing.assert_close(model.encode(ids, intervention=every),
+                               model.encode(ids, intervention=Intervention(dispatch=False)))
+
+
+@torch.no_grad()
 def test_both_branches_off_leaves_only_embedding_and_feed_forward():
     model, ids = _model(), _history()
     off = model(ids, intervention=Intervention(dispatch=False, local_window=False))

@@ -677,6 +677,14 @@ class ElasticModel(SequentialRecommender):
             return self.memory.for_slots(query, change.slot_ids), query
         return self.memory(query), query
 
+    def _resolve(self, intervention: Intervention | None) -> Intervention:
+        """The intervention to run: none → `Intervention()`; knocking out every dispatcher is
+        the dispatcher branch removed (stage 2 would otherwise be a softmax over nothing)."""
+        change = intervention or Intervention()
+        if change.knockout and set(change.knockout) >= set(range(self.config.num_interests)):
+            change = replace(change, knockout=(), dispatch=False)
+        return change
+
     def _terms(self, retrieval: Retrieval, change: Intervention) -> list[Dispatchers]:
         log_gates = retrieval.log_gates
         if change.knockout:
@@ -711,7 +719,7 @@ class ElasticModel(SequentialRecommender):
                intervention: Intervention | None = None) -> torch.Tensor:
         """Causal hidden states (B, N, d): position t sees items <= t. The query reads the
         first `context_len` real items (default: the whole history)."""
-        change = intervention or Intervention()
+        change = self._resolve(intervention)
         if context_len is not None:
             change = replace(change, query_context=context_len)
         retrieval, _ = self.retrieve(item_ids, change)
@@ -737,7 +745,7 @@ class ElasticModel(SequentialRecommender):
         experts, forced slots, a branch off): what the app's experiments and
         `elastic.ablation` use."""
         if return_intermediates:
-            change = intervention or Intervention()
+            change = self._resolve(intervention)
             retrieval, query = self.retrieve(item_ids, change)
             return self._with_intermediates(item_ids, retrieval, query, change)
         return self.scores(self.user_state(item_ids, intervention))
@@ -746,7 +754,7 @@ class ElasticModel(SequentialRecommender):
                    intervention: Intervention | None = None) -> torch.Tensor:
         """(B, d): the hidden state after the last item, what `forward` scores the catalogue
         with (evaluation reads it to score a chunk of items at a time)."""
-        change = intervention or Intervention()
+        change = self._resolve(intervention)
         retrieval, _ = self.retrieve(item_ids, change)
         x, valid = self.embedding(item_ids), item_ids != PAD
         branches = Branches(change.dispatch, change.local_window)
