@@ -15,7 +15,7 @@ or not move. No plotting, no Streamlit.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -115,14 +115,11 @@ def ranks_of(scores: np.ndarray, items: np.ndarray, seen: np.ndarray) -> np.ndar
     return np.where(np.isin(items, seen), NOT_RANKED, _target_ranks(scores, items, seen))
 
 
-def _applicable(intervention: Intervention, k: int) -> Intervention:
-    """Every dispatcher knocked out is the dispatcher branch off: stage 2 would be a softmax
-    over no interests (NaN in the model), and with no interest to read the branch adds
-    nothing."""
+def _checked(intervention: Intervention, k: int) -> Intervention:
+    """The intervention, once its knockouts name real dispatchers. (Knocking out all k is the
+    branch removed: `ElasticModel` resolves that itself.)"""
     if any(not 0 <= j < k for j in intervention.knockout):
         raise ValueError(f"knockout {intervention.knockout} names a dispatcher outside 0..{k - 1}")
-    if set(intervention.knockout) >= set(range(k)):
-        return replace(intervention, knockout=(), dispatch=False)
     return intervention
 
 
@@ -192,7 +189,7 @@ def compare(
         if changed_seen is None:
             changed_seen = np.union1d(seen, _real_items(changed_ids))
     changed_seen = np.unique(np.asarray(changed_seen, dtype=np.int64))
-    change = _applicable(intervention or Intervention(), model.config.num_interests)
+    change = _checked(intervention or Intervention(), model.config.num_interests)
     was_training = model.training
     model.eval()
     try:
@@ -267,7 +264,7 @@ def knockout_effects(
     try:
         base = _run(model, history_ids, Intervention(), seen, target, top)
         knocked = [  # the same pass as `compare`'s, once per dispatcher
-            _run(model, history_ids, _applicable(Intervention(knockout=(j,)), k), seen, target,
+            _run(model, history_ids, _checked(Intervention(knockout=(j,)), k), seen, target,
                  top)
             for j in range(k)
         ]

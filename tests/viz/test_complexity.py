@@ -46,16 +46,21 @@ def test_crossover_always_and_never():
     assert find_crossover(NS, [1, 3, 3, 1, 1], [2, 2, 2, 2, 2])[1] == "never"
 
 
-def test_cost_figure_draws_three_forms_per_panel_on_fixed_log_axes():
-    fig = cost_figure(
+def _both_panels(**changes):
+    """The lab's two panels (time and memory) on fixed log axes, the current N at 256."""
+    return cost_figure(
         NS,
         _curves(),
         panels=[("flops", "time", "flops"), ("bytes", "memory", "bytes")],
         current_n=256,
         x_range=(10, 10_000),
         y_ranges={"flops": (1e2, 1e8), "bytes": (1e2, 1e8)},
-        crossovers={"flops": (100.0, "cross"), "bytes": (None, "never")},
+        **changes,
     )
+
+
+def test_cost_figure_draws_three_forms_per_panel_on_fixed_log_axes():
+    fig = _both_panels(crossovers={"flops": (100.0, "cross"), "bytes": (None, "never")})
     names = [t.name for t in fig.data]
     assert names.count("ELASTIC") == 2
     assert names.count("SASRec (materialized N×N)") == 2
@@ -143,14 +148,7 @@ def test_quantities_carry_their_units_with_three_significant_digits():
 
 
 def test_cost_figure_hovers_and_ticks_say_the_unit():
-    fig = cost_figure(
-        NS,
-        _curves(),
-        panels=[("flops", "time", "flops"), ("bytes", "memory", "bytes")],
-        current_n=256,
-        x_range=(10, 10_000),
-        y_ranges={"flops": (1e2, 1e8), "bytes": (1e2, 1e8)},
-    )
+    fig = _both_panels()
     flops, memory = (t for t in fig.data if t.name == "ELASTIC")
     assert flops.customdata[0] == "1.6 kFLOPs"  # 100 · 16
     assert memory.customdata[0] == "320 B"  # 20 · 16
