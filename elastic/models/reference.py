@@ -1,4 +1,4 @@
-"""Naive references for the fast kernels of `elastic.models.elastic`.
+"""Naive references for the fast kernels of `elastic.models.elastic` and `.common`.
 
 Each builds what the fast kernel avoids (an explicit N × N mask, a loop over tokens) and is
 obviously right; the tests hold the kernels equal to them, forward and backward, in float64
@@ -10,7 +10,10 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
+from elastic.models.common import LOGITS_PER_CHUNK, PAD
 from elastic.models.elastic import softcap
 
 
@@ -71,3 +74,33 @@ def local_attention_reference(q, k, v, valid, window: int):
     scores = (q @ k.transpose(-2, -1)) / math.sqrt(k.shape[-1])
     w = torch.nan_to_num(scores.masked_fill(~allowed, float("-inf")).softmax(-1))
     return (w @ v) * valid[:, None, :, None]
+
+
+def _chunk_cross_entropy_sum(hidden, item_weight, targets):
+    logits = hidden @ item_weight.T  # (rows, |I|+1)
+    logits[:, PAD] = float("-inf")
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # bf16 -> float32
+    return F.cross_entropy(logits, targets, reduction="sum")
+
+
+def full_softmax_loss_reference(hidden, item_weight, targets, chunk_rows: int = 2048):
+    """`full_softmax_loss` as it was before `_LinearCrossEntropy`: F.cross_entropy on the logits
+    with the padding column at -inf, a chunk of rows at a time under `checkpoint` (float64 stays
+    float64 here, for the tests).
+
+    Obviously right, but per chunk it keeps the log-softmax, fills a zeros tensor of the
+    logits' size in NLL's backward, copies one in the padding column's index_put backward, and
+    runs the whole chunk again in backward. Kept as the baseline of benchmarks/loss_kernel.py.
+    """
+    chunk_rows = max(1, min(chunk_rows, LOGITS_PER_CHUNK // item_weight.shape[0]))
+    keep = targets != PAD
+    hidden, targets = hidden[keep], targets[keep]
+    total = hidden.new_zeros((), dtype=torch.promote_types(hidden.dtype, torch.float32))
+    grad = torch.is_grad_enabled() and (hidden.requires_grad or item_weight.requires_grad)
+    for h, t in zip(hidden.split(chunk_rows), targets.split(chunk_rows), strict=True):
+        if grad:
+            total = total + checkpoint(_chunk_cross_entropy_sum, h, item_weight, t,
+                                       use_reentrant=False)
+        else:
+            total = total + _chunk_cross_entropy_sum(h, item_weight, t)
+    return total / keep.sum().clamp_min(1)
