@@ -8,7 +8,7 @@ FLOPs are counted the way `torch.utils.flop_counter.FlopCounterMode` counts them
 products, 2·M·N·K each (linear layers, bmm/einsum, fused attention); elementwise work,
 softmax, LayerNorm, gathers and matrix-vector products count zero. Training = forward +
 backward: every product's backward is two products of the same size (grad of each operand),
-so it counts 3× its forward; the checkpointed loss chunks are recomputed in backward (4×), and
+so it counts 3× its forward; the fused loss computes its logits again in backward (4×), and
 fused attention's backward recomputes its scores (5 products to the forward's 2: 3.5×).
 `tests/test_complexity.py` holds these formulas equal to `FlopCounterMode`'s count.
 """
@@ -253,7 +253,7 @@ def flops_breakdown(
 
     infer: `model(ids)` — logits at the last position only (head 2·B·d·(|I|+1)); ELASTIC's last
     layer is the 'last' form. train: `model.training_loss(ids, ids)` — all layers causal, the
-    chunked, checkpointed loss 2·R·d·(|I|+1) forward, 4× that in all.
+    fused loss 2·R·d·|I| forward (the padding column is never formed), 4× that in all.
     """
     _check_form(form)
     _check_mode(mode)
@@ -290,11 +290,10 @@ def flops_breakdown(
         core_grad = (3.5 if form == "sasrec-sdpa" else 3) if train else 1
         for i in range(s.layers):
             parts[f"layer {i + 1}"] = core_grad * core + grad * rest
-    head = 2 * s.d_model * (s.items + 1)  # per row: logits = h · Eᵀ
-    if train:
-        parts["loss"] = 4 * head * loss_rows(form, s, context_len)
-    else:
-        parts["head"] = head * s.batch
+    if train:  # per row: logits of the real items h · E[1:]ᵀ, again in backward, two grads
+        parts["loss"] = 4 * 2 * s.d_model * s.items * loss_rows(form, s, context_len)
+    else:  # per user: logits = h · Eᵀ, the padding column included
+        parts["head"] = 2 * s.d_model * (s.items + 1) * s.batch
     return parts
 
 
@@ -392,10 +391,11 @@ def _query_network_bytes(s: Shape, train: bool) -> tuple[float, float, float]:
 
 
 def _loss_bytes(form: str, s: Shape) -> float:
-    """Transient of the chunked loss: logits, log-softmax and their gradient for one chunk of
-    ≤ 2048 rows (see `full_softmax_loss`), plus the gathered hidden rows and their gradient."""
+    """Transient of the fused loss: one chunk of ≤ 2048 rows of logits, which backward turns
+    into their gradient in place (see `full_softmax_loss`), plus the gathered hidden rows and
+    their gradient."""
     rows = loss_rows(form, s)
-    return (3 * min(rows, 2048) * (s.items + 1) + 2 * rows * s.d_model) * FLOAT
+    return (min(rows, 2048) * s.items + 2 * rows * s.d_model) * FLOAT
 
 
 def parameter_bytes(form: str, s: Shape) -> float:

@@ -14,7 +14,7 @@ from dataclasses import asdict
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.checkpoint import checkpoint
+from torch.autograd.function import once_differentiable
 
 PAD = 0  # item id 0 is padding everywhere
 
@@ -52,12 +52,78 @@ class ItemEmbedding(nn.Module):
 LOGITS_PER_CHUNK = 2**25  # full softmax: at most this many logits (128 MiB float32) at once
 
 
-def _chunk_ce_sum(
-    hidden: torch.Tensor, item_weight: torch.Tensor, targets: torch.Tensor
-) -> torch.Tensor:
-    logits = hidden @ item_weight.T  # (rows, |I|+1)
-    logits[:, PAD] = float("-inf")
-    return F.cross_entropy(logits.float(), targets, reduction="sum")
+def _item_logits(hidden_rows: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    """(rows, d) @ (|I|, d)ᵀ -> (rows, |I|): the logits of the real items (no padding column)."""
+    return hidden_rows @ items.T
+
+
+class _LinearCrossEntropy(torch.autograd.Function):
+    """Σ_r CE(h_r · Eᵀ, t_r) over the real items, one chunk of rows of logits at a time.
+
+    forward: per chunk, logits = h·E[1:]ᵀ (one product), the target logits, and
+    lse_r = log Σ_i exp(logit_ri), in place on the logits; keeps only h, E, t and lse (R,).
+    The padding column is never formed: E[1:] is a view and targets are shifted by one.
+    backward: per chunk, the logits again (one product), turned in place into
+    G = exp(logits − lse) − onehot(t) = softmax − onehot, then ∂h = G·E[1:] and ∂E[1:] += Gᵀ·h
+    (two products); ∂E[PAD] = 0. No log-softmax is kept, no (rows, |I|) zeros are filled, and
+    the peak is one chunk of logits either way. Computed in float32, or float64 for float64
+    inputs; gradients come back in the inputs' dtypes.
+    """
+
+    @staticmethod
+    def forward(ctx, hidden, item_weight, targets, chunk_rows):
+        # hidden (R, d), item_weight (|I|+1, d), targets (R,) in 1..|I|
+        dtype = torch.promote_types(torch.promote_types(hidden.dtype, item_weight.dtype),
+                                    torch.float32)
+        items = item_weight[1:].to(dtype)  # (|I|, d), a view when already in dtype
+        lse = hidden.new_empty(hidden.shape[0], dtype=dtype)  # (R,)
+        total = hidden.new_zeros((), dtype=dtype)
+        for start in range(0, hidden.shape[0], chunk_rows):
+            rows = slice(start, start + chunk_rows)
+            logits = _item_logits(hidden[rows].to(dtype), items)  # (rows, |I|)
+            target_logits = logits.gather(1, targets[rows, None] - 1)  # (rows, 1)
+            row_max = logits.amax(1, keepdim=True)  # (rows, 1)
+            lse_rows = logits.sub_(row_max).exp_().sum(1, keepdim=True).log_().add_(row_max)
+            lse[rows] = lse_rows.squeeze(1)
+            total += (lse_rows - target_logits).sum()
+            del logits  # else it lives on while the next chunk's is allocated: two chunks
+        ctx.save_for_backward(hidden, item_weight, targets, lse)
+        ctx.chunk_rows = chunk_rows
+        return total
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_total):
+        hidden, item_weight, targets, lse = ctx.saved_tensors
+        want_hidden, want_weight = ctx.needs_input_grad[:2]
+        # backward may run under the caller's autocast, which would turn the products to bf16
+        with torch.autocast(hidden.device.type, enabled=False):
+            items = item_weight[1:].to(lse.dtype)  # (|I|, d)
+            grad_hidden = hidden.new_empty(hidden.shape, dtype=lse.dtype) if want_hidden else None
+            grad_weight = (
+                item_weight.new_zeros(item_weight.shape, dtype=lse.dtype) if want_weight else None
+            )
+            for start in range(0, hidden.shape[0], ctx.chunk_rows):
+                rows = slice(start, start + ctx.chunk_rows)
+                h = hidden[rows].to(lse.dtype)  # (rows, d)
+                grad_logits = _item_logits(h, items)  # (rows, |I|)
+                grad_logits.sub_(lse[rows, None]).exp_()  # softmax
+                row_ids = torch.arange(h.shape[0], device=h.device)
+                grad_logits[row_ids, targets[rows] - 1] -= 1
+                if want_hidden:
+                    torch.mm(grad_logits, items, out=grad_hidden[rows])  # (rows, d)
+                if want_weight:
+                    # addmm with out=, not addmm_: the same accumulation, but FlopCounterMode
+                    # counts aten.addmm and not aten.addmm_ (complexity's formulas are held to it)
+                    grad_items = grad_weight[1:]  # (|I|, d)
+                    torch.addmm(grad_items, grad_logits.T, h, out=grad_items)
+                del grad_logits  # one chunk alive at a time, as in forward
+            # grad_total scales the (R, d) and (|I|+1, d) results, not every chunk of logits
+            if want_hidden:
+                grad_hidden = grad_hidden.mul_(grad_total).to(hidden.dtype)
+            if want_weight:
+                grad_weight = grad_weight.mul_(grad_total).to(item_weight.dtype)
+        return grad_hidden, grad_weight, None, None
 
 
 def full_softmax_loss(
@@ -66,25 +132,21 @@ def full_softmax_loss(
     targets: torch.Tensor,
     chunk_rows: int = 2048,
 ) -> torch.Tensor:
-    """Mean cross-entropy over all items at the rows with a target, chunked.
+    """Mean cross-entropy over all items at the rows with a target, chunked and fused.
 
-    hidden (R, d), targets (R,) with 0 = no target. Logits exist one chunk of rows at a time and
-    are recomputed in backward (checkpoint), so the peak is chunk_rows × |I| floats instead of
-    R × |I| — what fused linear-cross-entropy kernels do, written in plain PyTorch. A chunk holds
-    at most LOGITS_PER_CHUNK logits, so a catalogue of a million items takes 32 rows at a time.
+    hidden (R, d), item_weight (|I|+1, d), targets (R,) with 0 = no target. The logits
+    h · item_weightᵀ exist one chunk of rows at a time, in forward and again in backward,
+    where they become the gradient softmax − onehot in place (`_LinearCrossEntropy`), so the
+    peak is chunk_rows × |I| floats instead of R × |I| — the fused linear cross-entropy of Liger
+    Kernel and of "Cut Your Losses" (Wijmans et al. 2024), written in plain PyTorch. A chunk
+    holds at most LOGITS_PER_CHUNK logits, so a catalogue of a million items takes 32 rows at
+    a time. Computed in float32 (float64 for float64 inputs), under autocast too; gradients
+    come back in the inputs' dtypes. With no target at all the loss is 0, its gradients 0.
     """
     chunk_rows = max(1, min(chunk_rows, LOGITS_PER_CHUNK // item_weight.shape[0]))
     keep = targets != PAD
-    hidden, targets = hidden[keep], targets[keep]
-    total = hidden.new_zeros((), dtype=torch.float32)
-    grad = torch.is_grad_enabled() and (hidden.requires_grad or item_weight.requires_grad)
-    # split, not hidden[start:start+rows]: a slice's backward fills a zero tensor of hidden's
-    # full size, once per chunk, which made the loss O(R²/chunk_rows) in time
-    for h, t in zip(hidden.split(chunk_rows), targets.split(chunk_rows), strict=True):
-        if grad:
-            total = total + checkpoint(_chunk_ce_sum, h, item_weight, t, use_reentrant=False)
-        else:
-            total = total + _chunk_ce_sum(h, item_weight, t)
+    with torch.autocast(hidden.device.type, enabled=False):
+        total = _LinearCrossEntropy.apply(hidden[keep], item_weight, targets[keep], chunk_rows)
     return total / keep.sum().clamp_min(1)
 
 
