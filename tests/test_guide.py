@@ -184,3 +184,14 @@ def test_next_and_previous_walk_the_path_once_each_way():
     assert forward == list(NUMBERS) == backward[::-1]
     with pytest.raises(ValueError):
         guide.next_step(0)
+
+
+def test_the_workshop_plan_in_the_docs_follows_the_path():
+    plan = (ROOT / "docs" / "app.md").read_text().split("## The guided path")[1].split("\n## ")[0]
+    plan = " ".join(plan.split())  # the plan is wrapped at 100 columns
+    start = 0
+    for number, step in enumerate(guide.STEPS, start=1):
+        heading = f"**0:{start:02d} — {number} · {step.title}** ({step.page_title}"
+        assert heading in plan, heading
+        assert f"{step.minutes} min). *{step.question}*" in plan, step.question
+        start += step.minutes
