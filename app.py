@@ -1,14 +1,17 @@
 """ELASTIC teaching app. Run: `streamlit run app.py`.
 
-The entry point only builds the navigation and the sidebar; each page in app_pages/ composes
-views from `elastic.viz` (pure figures) and `elastic.app_support` (cached models, background
-jobs). The folder is not called `pages/` on purpose: Streamlit treats a `pages/` folder beside
-the entry point as an old-style multipage app until `st.navigation` first runs, so a shared
-deep link (/complexity_lab?N=4096) opened on a fresh server would skip app.py entirely.
+The entry point only builds the navigation, the sidebar and, on a step of the guided path
+(`?step=3`), the step's banner above the page (`elastic.app_guide`); each page in app_pages/
+composes views from `elastic.viz` (pure figures) and `elastic.app_support` (cached models,
+background jobs). The folder is not called `pages/` on purpose: Streamlit treats a `pages/`
+folder beside the entry point as an old-style multipage app until `st.navigation` first runs,
+so a shared deep link (/complexity_lab?N=4096) opened on a fresh server would skip app.py
+entirely.
 """
 
 import streamlit as st
 
+from elastic import app_guide
 from elastic import app_support as support
 
 # a local file: a :material/...: favicon is fetched from fonts.gstatic.com by the browser
@@ -34,4 +37,5 @@ pages = {
 page = st.navigation(pages)
 support.model_source_picker()
 support.training_status_badge()
+app_guide.step_banner(page.url_path)  # a step of the guided path: its view and question
 page.run()

@@ -1,17 +1,41 @@
-"""Home: what ELASTIC is, what is loaded, and a guided path of short lessons.
+"""Home: the guided path a workshop runs from, then what ELASTIC is and what is loaded.
 
-The page is laid out in containers and filled out of order: everything that needs no torch
-(text, picture, lessons, the demo's training curves from demo.json) is drawn first, the models
-are loaded last, so the first chart appears while torch is still importing.
+The path comes first, above the fold of a laptop screen: the instructor starts from it. The page
+is laid out in containers and filled out of order: everything that needs no torch (text,
+picture, path, the demo's training curves from demo.json) is drawn first, the models are loaded
+last, so the first chart appears while torch is still importing.
 """
 
 import streamlit as st
 
+from elastic import app_guide, guide
 from elastic import app_support as support
 from elastic.viz.training import training_figure
 
 st.title("ELASTIC: attention that costs O(N·k), not O(N²)")
+st.markdown(
+    "A recommender that reads a user's last **N** items with **k** interest experts instead of "
+    "comparing every item with every other: time and memory grow as **N·k**, not **N²**."
+)
 
+st.subheader("A guided path")
+st.caption(
+    f"{len(guide.STEPS)} steps, {guide.total_minutes()} minutes: each opens its page with the "
+    "settings it needs and shows its question on top, what you should see, and the next step."
+)
+cards = st.columns(4)
+for number, step in enumerate(guide.STEPS, start=1):
+    # short titles on the link (a long question was cut off), the question below it
+    with cards[(number - 1) % 4], st.container(border=True):
+        app_guide.step_link(number, f"**{number} · {step.title}**", icon=":material/arrow_forward:")
+        st.caption(f"{step.question} — *{step.page_title}, {step.minutes} min*")
+with cards[len(guide.STEPS) % 4]:
+    st.caption(
+        "Each step is a link: copy it from the address bar to put the whole room on the same "
+        "view. The sidebar leaves the path; **Back to the path** returns here."
+    )
+
+st.subheader("How it works")
 left, right = st.columns(2, gap="large")
 left.markdown(
     "A sequential recommender reads a user's history of **N** items and predicts the next "
@@ -32,48 +56,6 @@ right.markdown(
 if support.ARCHITECTURE_SVG.is_file():
     st.image(str(support.ARCHITECTURE_SVG), width=1000)
 loaded = st.container()
-
-st.subheader("A guided path")
-lessons = [  # (page, question, answer, query of the link, then: a follow-up link or None)
-    (
-        "app_pages/complexity_lab.py",
-        "Why does N² hurt?",
-        "Slide N and watch SASRec's attention memory grow with the square of the history.",
-        None,
-        None,
-    ),
-    (
-        "app_pages/dispatcher_attention.py",
-        "What does a dispatcher gather?",
-        "Click an interest expert: the history items it collects and where it points. Then "
-        "the experiment: knock it out, or give the user another user's experts — does the "
-        "top 10 change?",
-        None,
-        ("The experiment: another user's experts", {"experiment": "Another user's experts"}),
-    ),
-    (
-        "app_pages/interest_memory.py",
-        "What does the memory store?",
-        "Which of the K slots users retrieve, and what the users of one slot share.",
-        None,
-        None,
-    ),
-    (
-        "app_pages/complexity_lab.py",
-        "When does O(N·k) win?",
-        "Find the N where ELASTIC becomes cheaper than SASRec, and see how k moves it.",
-        {"N": "4096", "k": "32"},
-        None,
-    ),
-]
-for col, (page, question, answer, params, then) in zip(st.columns(4), lessons, strict=True):
-    with col, st.container(border=True):
-        st.page_link(
-            page, label=f"**{question}**", icon=":material/arrow_forward:", query_params=params
-        )
-        st.caption(answer)
-        if then is not None:
-            st.page_link(page, label=then[0], icon=":material/science:", query_params=then[1])
 
 info = support.demo_info()
 if info is not None:

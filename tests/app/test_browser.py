@@ -1,7 +1,8 @@
 """The app in a real browser: Chromium against `streamlit run app.py`.
 
-Every page loads without an exception element; a Complexity-lab slider moves a curve; a click
-on the dispatcher grid changes the linked view; a training run survives a page switch. Saves
+Every page loads without an exception element; the guided path sits above the fold and each
+step opens its own view; a Complexity-lab slider moves a curve; a click on the dispatcher grid
+changes the linked view; a training run survives a page switch. Saves
 its screenshots under the test's temporary folder; with ELASTIC_SCREENSHOTS=1 into
 docs/screenshots/, the ones the README shows (a plain test run leaves the repository as it was).
 """
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from elastic import guide
 from tests.app.browser import (
     CHART,
     CHROMIUM,
@@ -118,6 +120,67 @@ def test_a_shared_link_opens_its_page_in_its_state_on_a_fresh_server(browser):
         assert k.locator('[data-testid="stSliderThumbValue"]').inner_text() == "32"
         assert exceptions(page) == 0
         context.close()
+
+
+def _slider_value(page, label: str) -> str:
+    slider = page.locator('[data-testid="stSlider"]').filter(has_text=label)
+    return slider.locator('[data-testid="stSliderThumbValue"]').inner_text()
+
+
+def _open_step(page, number: int) -> None:
+    """Click a step's link (a card on Home, or "Next" on a step) and wait for its page."""
+    step = guide.step(number)
+    page.get_by_role("link", name=f"{number} · {step.title}").first.click()
+    page.wait_for_function(
+        "(step) => new URLSearchParams(window.location.search).get('step') === step",
+        arg=str(number),
+        timeout=30_000,
+    )
+    page.get_by_text(f"Step {number} of {len(guide.STEPS)} · {step.question}").wait_for(
+        timeout=60_000
+    )
+    wait_idle(page)
+
+
+def test_the_guided_path_is_above_the_fold_and_each_step_opens_its_own_view(server, page):
+    page.set_viewport_size({"width": 1440, "height": 900})  # a laptop or a projector
+    page.goto(server)
+    wait_idle(page)
+    for number, step in enumerate(guide.STEPS, start=1):
+        card = page.get_by_role("link", name=f"{number} · {step.title}")
+        box = card.bounding_box()
+        assert box["y"] + box["height"] <= 900, f"step {number} is below the fold"
+        cut = card.evaluate(
+            "a => [...a.querySelectorAll('*')].some(e => e.scrollWidth > e.clientWidth + 1)"
+        )
+        assert not cut, f"the title of step {number} is cut"
+
+    first, crossover = (n for n, s in enumerate(guide.STEPS, 1) if s.url_path == "complexity_lab")
+    _open_step(page, crossover)
+    assert (_slider_value(page, "History length N"), _slider_value(page, "Dispatchers k")) == (
+        "4096",
+        "32",
+    )
+    page.get_by_role("link", name="Back to the path").click()
+    page.get_by_role("link", name=f"{first} · {guide.step(first).title}").wait_for()
+    _open_step(page, first)  # used to open at N = 4,096, k = 32: the last lesson's sliders
+    assert (_slider_value(page, "History length N"), _slider_value(page, "Dispatchers k")) == (
+        "1024",
+        "8",
+    )
+    slider = page.locator('[data-testid="stSlider"]').filter(has_text="Dispatchers k")
+    slider.get_by_role("slider").focus()
+    page.keyboard.press("ArrowRight")  # k: 8 -> 16, within the step: the step stays
+    page.wait_for_function(
+        "() => ['k=16', 'step='].every(s => window.location.search.includes(s))", timeout=10_000
+    )
+    wait_idle(page)
+    assert _slider_value(page, "Dispatchers k") == "16"
+    assert page.get_by_text(f"Step {first} of {len(guide.STEPS)}").count() == 1
+    after = guide.next_step(first)
+    _open_step(page, after)  # "Next" on the step's banner
+    assert page.url.split("?")[0].endswith(guide.step(after).url_path)
+    assert exceptions(page) == 0
 
 
 def test_a_slider_moves_the_elastic_curve_and_the_url(server, page):

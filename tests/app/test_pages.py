@@ -4,13 +4,16 @@ main elements, and a widget change changes what is drawn."""
 from __future__ import annotations
 
 import time
+from urllib.parse import parse_qs
 
 import numpy as np
 import pytest
 
+from elastic import guide
 from elastic.viz.interventions import EXPERIMENTS
 from tests.app.conftest import end_training, figure_titled, figures, no_exception, open_page
 
+HOME = "app_pages/home.py"
 DISPATCHER = "app_pages/dispatcher_attention.py"
 MEMORY = "app_pages/interest_memory.py"
 RECOMMEND = "app_pages/recommend.py"
@@ -18,19 +21,188 @@ LAB = "app_pages/complexity_lab.py"
 TRAIN = "app_pages/train.py"
 
 
-def test_home_explains_and_offers_the_lessons():
+def test_home_opens_on_the_guided_path_and_explains_below_it():
     at = open_page()
     no_exception(at)
     assert "ELASTIC" in at.title[0].value
-    assert len(at.get("image")) == 1  # the architecture picture
-    links = [link.proto.label for link in at.get("page_link")]
-    assert any("N² hurt" in label for label in links)
-    assert any("dispatcher gather" in label for label in links)
-    assert any("The experiment" in label for label in links)  # the lesson ends on it
-    assert any("memory store" in label for label in links)
-    assert any("O(N·k) win" in label for label in links)
+    assert at.subheader[0].value == "A guided path"  # the first section: the workshop starts here
+    links = {link.proto.label: link.proto for link in at.get("page_link")}
+    for number, step in enumerate(guide.STEPS, start=1):
+        link = links[f"**{number} · {step.title}**"]  # numbered, a short title on the link
+        assert link.page == step.url_path
+        assert parse_qs(link.query_string) == {k: [v] for k, v in guide.query(number).items()}
+        assert any(step.question in c.value for c in at.caption)  # the full question below it
+    assert len(at.get("image")) == 1  # the architecture picture, under the path
     assert figures(at), "the demo's training curves"
     assert any("Loaded:" in m.value and "ELASTIC" in m.value for m in at.markdown)
+    assert not any(m.value.startswith("**Step ") for m in at.markdown)  # no step banner on Home
+
+
+def _widget(at, key: str):
+    for kind in ("selectbox", "radio", "select_slider", "button_group", "number_input"):
+        for widget in at.get(kind):
+            if widget.key == key:
+                return widget
+    raise AssertionError(f"no widget with key {key!r}")
+
+
+def _shown(widget) -> str:
+    """A widget's value as it is written in the URL: its formatted option."""
+    if hasattr(widget, "index"):
+        return widget.options[widget.index]
+    if hasattr(widget, "indices"):
+        return widget.options[widget.indices[0]]
+    return str(widget.value)
+
+
+def _page_text(at) -> str:
+    """Every text a participant can read on the page, in one string."""
+    kinds = ("title", "subheader", "markdown", "caption")
+    texts = [e.value for kind in kinds for e in at.get(kind)]
+    texts += [m.label for m in at.metric]
+    texts += [b.label for b in at.button]
+    texts += [w.label for kind in ("selectbox", "radio", "select_slider", "button_group",
+                                   "number_input", "slider") for w in at.get(kind)]  # fmt: skip
+    texts += [str(c) for d in at.dataframe for c in d.value.columns]
+    for fig in figures(at):
+        layout = fig.get("layout", {})
+        texts.append(layout.get("title", {}).get("text") or "")
+        texts += [a.get("text", "") for a in layout.get("annotations", [])]
+    return "\n".join(texts)
+
+
+def _banner(at) -> list[str]:
+    return [m.value for m in at.markdown if m.value.startswith("**Step ")]
+
+
+@pytest.mark.parametrize("number", range(1, len(guide.STEPS) + 1))
+def test_each_step_opens_its_view_with_its_question_and_the_next_step(number):
+    step = guide.step(number)
+    at = open_page(step.page, guide.query(number))
+    no_exception(at)
+    assert _banner(at) == [f"**Step {number} of {len(guide.STEPS)} · {step.question}**"]
+    assert any(m.value == f"*What you should see:* {step.look}" for m in at.markdown)
+    for key, value in step.params.items():  # the view the step describes
+        assert _shown(_widget(at, key)) == value, key
+    text = _page_text(at)
+    for landmark in step.landmarks:  # what `look` points at is on the page
+        assert landmark in text, landmark
+    links = {link.proto.label: link.proto for link in at.get("page_link")}
+    assert links["Back to the path"].page == ""  # Home, the default page
+    after = guide.next_step(number)
+    if after is None:
+        assert not any(label.startswith("**Next:") for label in links)
+        assert any("The last step" in c.value for c in at.caption)
+    else:
+        onward = links[f"**Next: {after} · {guide.step(after).title}**"]
+        assert onward.page == guide.step(after).url_path
+        assert parse_qs(onward.query_string) == {k: [v] for k, v in guide.query(after).items()}
+    before = guide.previous_step(number)
+    back = [label for label in links if label.startswith("Previous:")]
+    assert back == ([] if before is None else [f"Previous: {before} · {guide.step(before).title}"])
+
+
+def _lab_steps() -> tuple[int, int]:
+    first, crossover = (n for n, s in enumerate(guide.STEPS, 1) if s.url_path == "complexity_lab")
+    return first, crossover
+
+
+def test_a_step_opens_its_own_view_whatever_an_earlier_step_left():
+    """Lesson 4 (N = 4,096), then Home, then lesson 1 used to open the lab at N = 4,096: a
+    widget bound to the URL keeps its value across page switches, and the first lesson's
+    N = 1,024 is the slider's default, which Streamlit leaves out of the URL."""
+    first, crossover = _lab_steps()
+    at = open_page(LAB, guide.query(crossover))
+    assert (at.select_slider(key="N").value, at.select_slider(key="k").value) == (4096, 32)
+    at.query_params.clear()  # "Back to the path"
+    at.switch_page(HOME).run()
+    at.query_params.update(guide.query(first))  # the first step's card
+    at.switch_page(LAB).run()
+    no_exception(at)
+    assert (at.select_slider(key="N").value, at.select_slider(key="k").value) == (1024, 8)
+    assert _banner(at)[0].startswith(f"**Step {first} of")
+
+    at.select_slider(key="N").set_value(4096).run()  # moving a slider within the step is kept
+    no_exception(at)
+    assert at.select_slider(key="N").value == 4096
+    assert at.query_params.get("step") == str(first) and _banner(at)
+
+
+def _metric(at, label: str) -> str:
+    return next(m.value for m in at.metric if m.label == label)
+
+
+def _crossover(at, label: str) -> float | None:
+    """The N of an 'ELASTIC cheaper in ...' metric; None when it says there is none."""
+    value = _metric(at, label)
+    return float(value.removeprefix("N ≈ ").replace(",", "")) if value.startswith("N ≈") else None
+
+
+def test_the_lab_steps_say_what_the_lab_shows():
+    """The two lessons' "what you should see", checked on the page itself."""
+    first, crossover = _lab_steps()
+    at = open_page(LAB, guide.query(first))
+    ratio = float(_metric(at, "Materialized ÷ ELASTIC memory").rstrip("×"))
+    flops = float(_metric(at, "SASRec ÷ ELASTIC FLOPs at this N").rstrip("×"))
+    at.select_slider(key="N").set_value(4096).run()  # "from 1,024 to 4,096"
+    grown = float(_metric(at, "Materialized ÷ ELASTIC memory").rstrip("×")) / ratio
+    assert 3.0 < grown < 6.0, grown  # "grows about fourfold"
+    assert float(_metric(at, "SASRec ÷ ELASTIC FLOPs at this N").rstrip("×")) > flops  # "too"
+
+    at = open_page(LAB, guide.query(crossover))
+    time_at, memory_at = (_crossover(at, f"ELASTIC cheaper in {q}") for q in ("FLOPs", "memory"))
+    assert time_at and memory_at
+    at.select_slider(key="k").set_value(8).run()  # "both crossovers move to shorter histories"
+    assert _crossover(at, "ELASTIC cheaper in FLOPs") < time_at
+    assert _crossover(at, "ELASTIC cheaper in memory") < memory_at
+    at.select_slider(key="k").set_value(64).run()
+    assert _metric(at, "ELASTIC cheaper in memory") == "not within N ≤ 65,536"
+    assert _crossover(at, "ELASTIC cheaper in FLOPs") < 1000  # "past a few hundred items"
+    assert "*not within N ≤ 65,536*" in guide.step(crossover).look  # quoted as the page says it
+
+
+def test_the_dispatcher_and_memory_steps_start_over_from_the_page_presets():
+    picture, experiment = (
+        n for n, s in enumerate(guide.STEPS, 1) if s.url_path == "dispatcher_attention"
+    )
+    at = open_page(DISPATCHER, guide.query(picture))
+    last_layer = at.selectbox(key="layer").value
+    at.selectbox(key="layer").select(0)
+    at.selectbox(key="expert").select(2)
+    at.radio(key="experiment").set_value("random").run()
+    at.query_params.clear()
+    at.switch_page(HOME).run()
+    at.query_params.update(guide.query(experiment))
+    at.switch_page(DISPATCHER).run()
+    no_exception(at)
+    assert at.selectbox(key="layer").value == last_layer  # the model's last layer, as preset
+    assert at.selectbox(key="expert").value == 0
+    assert at.radio(key="experiment").value == "donor"
+
+    memory = next(n for n, s in enumerate(guide.STEPS, 1) if s.url_path == "interest_memory")
+    at.query_params.clear()
+    at.query_params.update(guide.query(memory))
+    at.switch_page(MEMORY).run()
+    strongest = at.number_input(key="slot").value
+    assert strongest == _strongest_slot(at)
+    at.number_input(key="slot").set_value(strongest + 1).run()
+    at.query_params.clear()
+    at.switch_page(HOME).run()
+    at.query_params.update(guide.query(memory))
+    at.switch_page(MEMORY).run()
+    no_exception(at)
+    assert at.number_input(key="slot").value == strongest  # the user's strongest slot again
+
+
+ELSEWHERE = next(n for n, s in enumerate(guide.STEPS, 1) if s.url_path != "complexity_lab")
+
+
+@pytest.mark.parametrize("query", [{}, {"step": "99"}, {"step": "x"}, guide.query(ELSEWHERE)])
+def test_a_page_shows_no_banner_without_a_step_of_its_own(query):
+    at = open_page(LAB, query)
+    no_exception(at)
+    assert not _banner(at)
+    assert not any(link.proto.label == "Back to the path" for link in at.get("page_link"))
 
 
 def test_dispatcher_page_draws_both_stages_and_the_linked_views():
@@ -213,7 +385,7 @@ def test_dispatcher_page_runs_a_knockout_beside_the_original():
     figure_titled(at, "Stage 2 with D3 knocked out")
 
 
-def test_the_home_lesson_presets_another_users_experts_and_a_knockout_can_be_picked():
+def test_a_link_presets_another_users_experts_and_a_knockout_can_be_picked():
     at = open_page(DISPATCHER, query={"experiment": "Another user's experts"})
     no_exception(at)
     assert at.radio(key="experiment").value == "donor"
