@@ -23,6 +23,7 @@ st.caption(
     "many users retrieve a slot; the ringed slots are the chosen user's (the larger the ring, "
     "the larger its gate). **Click a slot** to see who retrieves it and what they share."
 )
+support.slot_causality_note(bundle)
 
 table = support.memory_table(bundle.key, bundle)
 c_user, c_slot = st.columns([3, 1])

@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from elastic import app_support as support
+from elastic.defaults import SYNTHETIC_DATA as DATA
 from elastic.viz.style import MODEL_NAMES
 
 job = support.training_job()
@@ -69,19 +70,27 @@ with st.form("train_form"):
             "prefer one facet inside each."
         )
         c1, c2, c3, c4 = st.columns(4)
-        users = c1.number_input("Users", 100, 20000, 1000, step=100, key="tf_users", **KEEP)
-        items = c2.number_input("Items", 100, 20000, 1000, step=100, key="tf_items", **KEEP)
-        interests = c3.number_input("Planted interests G", 1, 64, 8, key="tf_interests", **KEEP)
-        per_user = c4.number_input("Interests per user", 1, 16, 3, key="tf_per_user", **KEEP)
+        users = c1.number_input("Users", 100, 20000, DATA["num_users"], step=100,
+                                key="tf_users", **KEEP)
+        items = c2.number_input("Items", 100, 20000, DATA["num_items"], step=100,
+                                key="tf_items", **KEEP)
+        interests = c3.number_input("Planted interests G", 1, 64, DATA["planted_interests"],
+                                    key="tf_interests", **KEEP)
+        per_user = c4.number_input("Interests per user", 1, 16, DATA["interests_per_user"],
+                                   key="tf_per_user", **KEEP)
         c1, c2, c3, c4 = st.columns(4)
-        facets = c1.number_input("Facets per interest", 1, 16, 4, key="tf_facets", **KEEP)
-        session = c2.number_input("Session length", 1, 100, 4, key="tf_session", **KEEP)
-        taste = c3.slider("Taste (share from the user's facet)", 0.0, 1.0, 0.8, 0.05,
+        facets = c1.number_input("Facets per interest", 1, 16, DATA["facets"],
+                                 key="tf_facets", **KEEP)
+        session = c2.number_input("Session length", 1, 100, DATA["session_len"],
+                                  key="tf_session", **KEEP)
+        taste = c3.slider("Taste (share from the user's facet)", 0.0, 1.0, DATA["taste"], 0.05,
                           key="tf_taste", **KEEP)
-        data_seed = c4.number_input("Data seed", 0, 10**6, 0, key="tf_data_seed", **KEEP)
+        data_seed = c4.number_input("Data seed", 0, 10**6, DATA["seed"], key="tf_data_seed", **KEEP)
         c1, c2, _, _ = st.columns(4)
-        min_len = c1.number_input("Shortest history", 3, 2000, 50, key="tf_min_len", **KEEP)
-        max_len_data = c2.number_input("Longest history", 3, 5000, 100, key="tf_max_len", **KEEP)
+        min_len = c1.number_input("Shortest history", 3, 2000, DATA["min_seq_len"],
+                                  key="tf_min_len", **KEEP)
+        max_len_data = c2.number_input("Longest history", 3, 5000, DATA["max_seq_len"],
+                                       key="tf_max_len", **KEEP)
         dataset_kwargs = dict(
             num_users=int(users),
             num_items=int(items),

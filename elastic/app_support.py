@@ -312,6 +312,19 @@ def measured_ablation() -> dict | None:
     return json.loads(ABLATION_RESULTS.read_text())
 
 
+def slot_causality_note(bundle: ModelBundle) -> None:
+    """Above the memory map: whether the measured ablation found the retrieved slots to matter
+    (the shipped demo only; nothing for a model trained in this session)."""
+    record = measured_ablation()
+    if record is None or bundle.key != "demo":
+        return
+    from elastic.viz.interventions import slot_verdict
+
+    sentence = slot_verdict(record)
+    if sentence:
+        st.info(sentence, icon=":material/science:")
+
+
 def measured_ablation_section(bundle: ModelBundle) -> None:
     """The ablation table measured over all users of the shipped demo, with its source, or a
     sentence saying why it is not shown."""

@@ -315,11 +315,17 @@ def train_state_of(checkpoint: Checkpoint) -> dict[str, Any]:
     return state
 
 
+# Settings added after checkpoints were written with this format: the value that rebuilds
+# what an older checkpoint trained (a config without the key predates it).
+LEGACY_CONFIG = {"elastic": {"stage1_scale": 0.0}}  # dot-product stage 1, before QK-norm
+
+
 def build_from_checkpoint(checkpoint: Checkpoint) -> SequentialRecommender:
     """A fresh model built from a checkpoint's name and config (its weights not loaded)."""
     meta = checkpoint.meta
     try:
-        return build_model(meta["model"], **meta["config"])
+        return build_model(meta["model"], **(LEGACY_CONFIG.get(meta["model"], {})
+                                             | meta["config"]))
     except (TypeError, ValueError) as error:
         raise CheckpointError(
             f"{checkpoint.path / META_FILE}: its {meta['model']} config does not build a model "

@@ -5,8 +5,24 @@
 screen can read them without importing torch.
 """
 
-# Tuned on the default synthetic dataset (docs/training.md): ELASTIC trains in ~31 s on a
-# 2-core CPU to 43× the popularity baseline's test HR@10. Other data usually wants a longer
+# The embedded dataset (`elastic.data.SyntheticConfig` takes its defaults from here; the
+# reasons are in docs/data.md and docs/decisions.md, "Do the experts drive the predictions?").
+SYNTHETIC_DATA = {
+    "num_users": 1000,
+    "num_items": 2000,  # 8 interests × 8 facets × ~31 items: a facet outlasts a user's draws
+    "planted_interests": 8,  # G
+    "facets": 8,  # F sub-genres per interest; a user prefers one in each held interest
+    "interests_per_user": 3,  # m held interests, visited in rotation
+    "session_len": 4,  # items per session; 2·4 = 8 = the local window: the next one is beyond
+    "taste": 0.6,  # share of a session's items from the user's facet: the last few items hint
+    # at the facet, the whole history tells it
+    "min_seq_len": 50,
+    "max_seq_len": 100,
+    "popularity_skew": 1.0,
+    "seed": 0,
+}
+
+# Tuned on the default synthetic dataset (docs/training.md). Other data usually wants a longer
 # max_len and more epochs.
 SYNTHETIC_MODEL = {
     "max_len": 50,  # the synthetic histories hold 50..100 items
@@ -18,7 +34,7 @@ SYNTHETIC_MODEL = {
     "num_slots": 256,  # K = 16²; 64 slots collapsed onto one top slot in our runs
 }
 SYNTHETIC_TRAIN = {
-    "epochs": 15,  # ELASTIC's validation NDCG@10 flattens after 8-12 epochs at this rate
+    "epochs": 20,  # on the 8-facet data both models still improved at epoch 15 (2026-12-02)
     "batch_size": 128,
     "lr": 1e-2,  # 1,000 users are 8 steps per epoch: at 2e-3 ELASTIC stalled at the uniform
     # loss (ln 1000) for 4 epochs and early stopping ended it there (test NDCG@10 0.005)

@@ -288,3 +288,18 @@ def test_the_dataset_is_stored_with_its_absolute_path_and_settings(tmp_path, mon
     synthetic = Trainer(_model(), leave_one_out(data), TrainConfig(device="cpu", max_len=12),
                         data=data, data_spec="synthetic")
     assert "path" not in synthetic.dataset_info
+
+
+def test_a_checkpoint_written_before_cosine_stage1_loads_as_it_was_trained(tmp_path):
+    """Configs saved before `stage1_scale` existed (dot-product stage 1) rebuild that model,
+    not today's default, so the shipped weights keep meaning what they meant."""
+    torch.manual_seed(0)
+    model = build_model("elastic", **(TINY | {"stage1_scale": 0.0})).eval()
+    folder = save_checkpoint(tmp_path / "ck", model)
+    meta = json.loads((folder / "checkpoint.json").read_text())
+    del meta["config"]["stage1_scale"]
+    (folder / "checkpoint.json").write_text(json.dumps(meta))
+    loaded, _ = load_model(folder)
+    assert loaded.config.stage1_scale == 0.0
+    ids = torch.randint(1, 31, (3, 12))
+    torch.testing.assert_close(loaded(ids), model(ids), rtol=0, atol=0)

@@ -62,6 +62,8 @@ class ElasticConfig:
     stream_segment: int = 256  # S: histories are processed S tokens at a time
     recompute: bool | None = None  # training: segments rebuilt in backward (None: max_len >= 512)
     local_window: int = 8  # w_l: tokens also attend to their w_l most recent items (0 = off)
+    stage1_scale: float = 10.0  # s: stage-1 logits are s·cos(dispatcher, token), s learned per
+    # head from this value (QK-norm; docs/decisions.md); 0: scaled dot products, as before
 
     def __post_init__(self) -> None:
         problems = []
@@ -101,6 +103,9 @@ class ElasticConfig:
                             f"{self.stage1_softcap}): larger caps overflow float32 exponents")
         if not 0.0 <= self.context_max_frac <= 1.0:
             problems.append(f"context_max_frac must lie in [0, 1] (got {self.context_max_frac})")
+        if not (math.isfinite(self.stage1_scale) and self.stage1_scale >= 0):
+            problems.append(f"stage1_scale must be a finite number >= 0 (got "
+                            f"{self.stage1_scale})")
         if self.balance_weight < 0 or self.local_window < 0 or not self.memory_lr_scale > 0:
             problems.append("balance_weight and local_window must be >= 0 and memory_lr_scale "
                             "> 0")
@@ -516,6 +521,8 @@ class LinearDispatcherAttention(nn.Module):
         d = config.d_model
         self.h, self.cap, self.chunk = config.num_heads, config.stage1_softcap, config.chunk_size
         self.local_window = config.local_window
+        self.s1_scale = (nn.Parameter(torch.full((self.h,), float(config.stage1_scale)))
+                         if config.stage1_scale else None)
         self.norm1 = nn.LayerNorm(d)
         self.dispatcher_q = nn.Linear(d, d)  # stage-1 queries from the dispatchers
         self.token_kvq = nn.Linear(d, 3 * d)  # stage-1 keys, values; stage-2 queries
@@ -541,6 +548,9 @@ class LinearDispatcherAttention(nn.Module):
         """dispatchers (B,k,d) -> their stage-1 queries, and each one seen as a token (sink)."""
         dq = self._heads(self.dispatcher_q(dispatchers))  # (B,h,k,dh)
         kd, vd, _ = self._tokens(dispatchers)
+        if self.s1_scale is not None:  # s·cos: the kernels' 1/√dh is folded into the queries
+            dq = F.normalize(dq, dim=-1) * (self.s1_scale[:, None, None] * dq.shape[-1] ** 0.5)
+            kd = F.normalize(kd, dim=-1)
         sink = softcap((dq * kd).sum(-1) / math.sqrt(dq.shape[-1]), self.cap)  # (B,h,k)
         return Dispatchers(dq, sink, vd, log_gates)
 
@@ -558,9 +568,9 @@ class LinearDispatcherAttention(nn.Module):
         `state`. Returns (output (B,n,d), the state after them, stage-2 weights (B,h,n,k))."""
         n = x.shape[1]
         kx, vx, q2 = self._tokens(x)
-        y, w2, num, den = causal_dispatch(terms.queries, kx, vx, q2, terms.log_gates, valid,
-                                          self.cap, self.chunk, terms.sink_logit.detach(),
-                                          state.num, state.den)
+        y, w2, num, den = causal_dispatch(terms.queries, self._keys1(kx), vx, q2,
+                                          terms.log_gates, valid, self.cap, self.chunk,
+                                          terms.sink_logit.detach(), state.num, state.den)
         if not branches.dispatch:
             y = torch.zeros_like(y)
         tail_k, tail_v, tail_valid = state.tail_k, state.tail_v, state.tail_valid
@@ -584,7 +594,8 @@ class LinearDispatcherAttention(nn.Module):
         q_last = q2[:, :, -1:]  # (B,h,1,dh)
         y = torch.zeros_like(q_last)
         if branches.dispatch:
-            w1, sink = stage1_weights(terms.queries, kx, valid, self.cap, terms.sink_logit)
+            w1, sink = stage1_weights(terms.queries, self._keys1(kx), valid, self.cap,
+                                      terms.sink_logit)
             interests = w1 @ vx + sink.unsqueeze(-1) * terms.sink_value  # (B,h,k,dh)
             y = _stage2(q_last, interests, terms.log_gates)[0]
         if self.local_window and branches.window:
@@ -598,10 +609,15 @@ class LinearDispatcherAttention(nn.Module):
         """Stage-1 weights of the last position's interest vectors: tokens (B,h,k,N), sink
         (B,h,k), and the interest vectors (B,k,d) they make."""
         kx, vx, _ = self._tokens(x)
-        w1, sink = stage1_weights(terms.queries, kx, valid, self.cap, terms.sink_logit)
+        w1, sink = stage1_weights(terms.queries, self._keys1(kx), valid, self.cap,
+                                      terms.sink_logit)
         interests = w1 @ vx + sink.unsqueeze(-1) * terms.sink_value  # (B,h,k,dh)
         b, d = x.shape[0], x.shape[-1]
         return w1, sink, interests.transpose(1, 2).reshape(b, -1, d)
+
+    def _keys1(self, kx: torch.Tensor) -> torch.Tensor:
+        """Stage-1 keys: the token keys, unit-normalised when stage 1 compares by cosine."""
+        return kx if self.s1_scale is None else F.normalize(kx, dim=-1)
 
     def _residual(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         b, _, n, _ = y.shape

@@ -482,6 +482,22 @@ def test_train_page_shows_the_form_and_refuses_a_bad_setting():
     assert any("longest history" in e.value for e in at.error)
 
 
+def test_train_form_opens_on_the_generators_own_defaults():
+    """One place for the defaults: the form shows `SyntheticConfig()`'s settings."""
+    from elastic.data import SyntheticConfig
+
+    at = open_page(TRAIN)
+    config = SyntheticConfig()
+    for key, field in (("tf_users", "num_users"), ("tf_items", "num_items"),
+                       ("tf_interests", "planted_interests"), ("tf_per_user",
+                                                               "interests_per_user"),
+                       ("tf_facets", "facets"), ("tf_session", "session_len"),
+                       ("tf_data_seed", "seed"), ("tf_min_len", "min_seq_len"),
+                       ("tf_max_len", "max_seq_len")):
+        assert at.number_input(key=key).value == getattr(config, field), key
+    assert at.slider(key="tf_taste").value == pytest.approx(config.taste)
+
+
 @pytest.mark.slow
 def test_train_page_trains_in_the_background_and_offers_the_model():
     at = open_page(TRAIN)

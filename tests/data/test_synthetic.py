@@ -114,7 +114,8 @@ def test_one_summary_per_interest_beats_the_recent_items_and_the_history_average
     rotation says comes next (one summary per interest: the user's facet of the next one). At
     session starts only the last finds the target's facet."""
     data = make_synthetic(SyntheticConfig(num_users=400, num_items=400, planted_interests=8,
-                                          facets=2, min_seq_len=30, max_seq_len=50, seed=1))
+                                          facets=2, taste=0.8, min_seq_len=30, max_seq_len=50,
+                                          seed=1))
     truth = data.truth
     facet_of = truth.item_interest * 2 + truth.item_facet  # a global facet id
     hits = {"window": 0, "average": 0, "per interest": 0}
@@ -141,9 +142,48 @@ def test_one_summary_per_interest_beats_the_recent_items_and_the_history_average
     assert hits["average"] / starts < 0.5
 
 
+def test_inside_a_session_the_facet_comes_from_the_whole_history_not_the_last_items():
+    """With the default F = 8 facets and taste 0.6, at targets inside a session the user's facet
+    of the current interest is told far better by all earlier items of that interest than by
+    the last 8 items: long-range memory pays at every step, not only at session starts."""
+    config = SyntheticConfig(num_users=400)
+    data = make_synthetic(config)
+    truth = data.truth
+    facet_of = truth.item_interest * config.facets + truth.item_facet  # a global facet id
+    hits = {"window": 0, "per interest": 0}
+    inside = 0
+    for items in data.sequences:
+        history, target = items[:-1], items[-1]
+        current = truth.item_interest[target]
+        if current != truth.item_interest[history[-1]]:
+            continue  # a session start
+        inside += 1
+        recent = [i for i in history[-8:] if truth.item_interest[i] == current]
+        earlier = [i for i in history if truth.item_interest[i] == current]
+        hits["window"] += np.bincount(facet_of[recent]).argmax() == facet_of[target]
+        hits["per interest"] += np.bincount(facet_of[earlier]).argmax() == facet_of[target]
+    assert inside > 200
+    per_interest, window = hits["per interest"] / inside, hits["window"] / inside
+    assert per_interest > 0.5  # about the taste, 0.6: the facet is found
+    assert window < per_interest - 0.1  # 1-3 items of the session often point elsewhere
+
+
+def test_uneven_interests_are_checked_by_their_smallest_members():
+    """60 items over 4 × 2 facets: interests of 16, 16, 14 and 14 items. Sessions of 4 over 2
+    interests draw up to 16 items of one interest in 30 items, so 30-item histories are
+    refused (they crashed the generator when the smallest interest ran out)."""
+    small = dict(num_items=60, planted_interests=4, facets=2, interests_per_user=2,
+                 min_seq_len=10)
+    with pytest.raises(DataError, match="max_seq_len=30 draws up to 16 items of one interest"
+                                        r".* more than the 14 items of the smallest"):
+        SyntheticConfig(**small, max_seq_len=30)
+    make_synthetic(SyntheticConfig(num_users=300, **small | {"min_seq_len": 24},
+                                   max_seq_len=24))
+
+
 def test_invalid_config_is_a_data_error():
-    with pytest.raises(DataError, match="max_seq_len=400 exceeds the 375 items"):
-        SyntheticConfig(max_seq_len=400)
+    with pytest.raises(DataError, match="max_seq_len=800 draws up to 268 items"):
+        SyntheticConfig(max_seq_len=800)
     with pytest.raises(DataError, match="interests_per_user"):
         SyntheticConfig(planted_interests=2, interests_per_user=3)
     with pytest.raises(DataError, match="taste"):
@@ -155,7 +195,8 @@ def test_invalid_config_is_a_data_error():
 
 
 def test_load_dataset_synthetic_passes_settings():
-    data = load_dataset("synthetic", num_users=30, num_items=60, min_seq_len=5, max_seq_len=10)
+    data = load_dataset("synthetic", num_users=30, num_items=60, facets=4, min_seq_len=5,
+                        max_seq_len=10)
     assert data.num_users == 30 and data.source == "synthetic" and data.name == "synthetic"
     with pytest.raises(DataError, match="unknown synthetic setting"):
         load_dataset("synthetic", users=30)

@@ -294,7 +294,8 @@ def test_logq_correction_makes_the_sampled_gradient_approach_the_full_softmax(
 
 def test_a_sampled_softmax_with_in_batch_negatives_trains():
     data = make_synthetic(SyntheticConfig(num_users=300, num_items=80, planted_interests=4,
-                                          min_seq_len=15, max_seq_len=30, seed=0))
+                                          facets=4, taste=0.8, min_seq_len=15, max_seq_len=30,
+                                          seed=0))
     split = leave_one_out(data)
     seed_everything(0)
     model = build_model("sasrec", num_items=data.num_items, max_len=30, d_model=32,

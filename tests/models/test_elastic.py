@@ -251,7 +251,8 @@ def test_balance_is_one_when_uniform_and_grows_when_one_slot_takes_all():
 
 @pytest.mark.parametrize("bad", [dict(num_interests=8, subkey_topk=2), dict(num_interests=0),
                                  dict(d_model=0), dict(num_layers=0), dict(max_len=-5),
-                                 dict(num_slots=15), dict(context_max_frac=1.5)])
+                                 dict(num_slots=15), dict(context_max_frac=1.5),
+                                 dict(stage1_scale=-1.0), dict(stage1_scale=math.inf)])
 def test_invalid_settings_are_refused_with_a_sentence(bad):
     with pytest.raises(ValueError, match=next(iter(bad)) if "topk" not in str(bad) else "k'"):
         ElasticConfig(**bad)
@@ -336,11 +337,16 @@ def test_streamed_dispatch_with_carried_state_equals_one_pass():
 
 @pytest.mark.parametrize("local_window", [0, 3])
 @pytest.mark.parametrize("segment", [5, 8, 40])
-def test_last_position_forward_equals_the_causal_encoding_for_any_segment(local_window, segment):
+@pytest.mark.parametrize("stage1_scale", [0.0, 10.0])
+def test_last_position_forward_equals_the_causal_encoding_for_any_segment(local_window, segment,
+                                                                           stage1_scale):
     """One code path: the layers run segment by segment from the sinks' state; the last
-    layer's `last` (inference) equals the causal encoding's last position (training)."""
-    model = _small_model(max_len=40, stream_segment=segment, local_window=local_window)
-    one_pass = _small_model(max_len=40, stream_segment=40, local_window=local_window)
+    layer's `last` (inference) equals the causal encoding's last position (training), with
+    the dot-product and the cosine stage 1."""
+    model = _small_model(max_len=40, stream_segment=segment, local_window=local_window,
+                         stage1_scale=stage1_scale)
+    one_pass = _small_model(max_len=40, stream_segment=40, local_window=local_window,
+                            stage1_scale=stage1_scale)
     ids = torch.randint(1, 31, (3, 40))
     ids[0, :13] = 0
     with torch.no_grad():
@@ -362,3 +368,32 @@ def test_segment_recompute_training_gives_the_same_loss_and_gradients():
     torch.testing.assert_close(grads[0][0], grads[1][0])
     for a, b in zip(grads[0][1], grads[1][1], strict=True):
         torch.testing.assert_close(a, b)
+
+
+def test_cosine_stage1_is_the_learned_scale_times_the_cosine_of_dispatcher_and_token():
+    """stage1_scale = s: a dispatcher's stage-1 logit on a token is s_h·cos(query, key), on
+    itself (the sink) s_h·cos(query, own key), then the softcap; weights are their softmax."""
+    model = _small_model(max_len=12, stage1_scale=4.0, stage1_softcap=20.0).double()
+    layer = model.layers[0]
+    with torch.no_grad():
+        layer.s1_scale.copy_(torch.tensor([3.0, 7.0], dtype=torch.float64))
+    ids = torch.randint(1, 31, (2, 12))
+    ids[0, :5] = 0
+    x, valid = model.embedding(ids), ids != 0
+    retrieval, _ = model.retrieve(ids)
+    terms = layer.prepare(retrieval.dispatchers, retrieval.log_gates)
+    w1, sink, _ = layer.maps(x, terms, valid)
+    dq = layer._heads(layer.dispatcher_q(retrieval.dispatchers))  # (B,h,k,dh), raw
+    kx, _, _ = layer._tokens(x)
+    kd, _, _ = layer._tokens(retrieval.dispatchers)
+    scale = layer.s1_scale[None, :, None, None]
+    cos_tokens = torch.nn.functional.normalize(dq, dim=-1) @ \
+        torch.nn.functional.normalize(kx, dim=-1).transpose(-2, -1)  # (B,h,k,N)
+    cos_sink = torch.nn.functional.cosine_similarity(dq, kd, dim=-1)  # (B,h,k)
+    logits = softcap(torch.cat([scale[..., 0, None] * cos_sink[..., None],
+                                scale * cos_tokens], -1), 20.0)
+    logits[..., 1:] = logits[..., 1:].masked_fill(~valid[:, None, None, :], -math.inf)
+    expected = logits.softmax(-1)
+    torch.testing.assert_close(sink, expected[..., 0])
+    torch.testing.assert_close(w1, expected[..., 1:])
+    assert (logits[..., 1:][valid[:, None, None, :].expand_as(cos_tokens)].abs() <= 7.0).all()

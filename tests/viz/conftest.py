@@ -14,7 +14,7 @@ def data():
     return load_dataset(
         "synthetic",
         num_users=40,
-        num_items=60,
+        num_items=64,  # 4 interests of 16: 30-item histories draw at most 16 of one
         planted_interests=4,
         facets=2,
         interests_per_user=2,

@@ -199,7 +199,7 @@ def test_planted_items_are_the_most_consumed_of_the_interest(data):
     assert items[0] not in iv.planted_items(data, 2, 4, exclude=[items[0]])
 
 
-def _record(donor: float, window: float) -> dict:
+def _record(donor: float, window: float, branch: float = -0.015) -> dict:
     def row(name, change, runs=1):
         return {"name": name, "runs": runs,
                 "metrics": {"NDCG@10": 0.2 * (1 + change), "HR@10": 0.4},
@@ -211,7 +211,7 @@ def _record(donor: float, window: float) -> dict:
         "checkpoint": "assets/demo/elastic", "dataset": {"users": 1000},
         "ablation": [row("as trained", 0.0), row("another user's experts", donor),
                      row("random slots", 0.001), row("one dispatcher out", 0.005, runs=8),
-                     row("dispatchers off (local window only)", -0.015),
+                     row("dispatchers off (local window only)", branch),
                      row("local window off", window)],
     }
 
@@ -227,7 +227,19 @@ def test_the_measured_ablation_is_read_with_its_source_and_what_it_says():
     assert sentence.startswith("Local window off (-13.3%) moves test NDCG@10 by more than 2%")
     assert "another user's experts (+0.0%)" in sentence and "nearly inert" in sentence
     assert "dispatchers off (-1.5%)" in sentence  # the row's own parenthesis left out
+    driving = iv.ablation_verdict(_record(donor=0.0, window=-0.133, branch=-0.475))
+    assert "nearly inert" not in driving
+    assert "The dispatchers drive the list, but which memory slots" in driving
     mattering = iv.ablation_verdict(_record(donor=-0.10, window=-0.133))
     assert "nearly inert" not in mattering
     assert mattering.startswith("Another user's experts (-10.0%), local window off (-13.3%) "
                                 "move test NDCG@10")
+
+
+def test_the_memory_page_says_whether_the_retrieved_slots_matter():
+    inert = iv.slot_verdict(_record(donor=-0.012, window=-0.4, branch=-0.475))
+    assert inert.startswith("**Which slots a user retrieves barely changes")
+    assert "another user's experts -1.2%, random slots +0.1%" in inert and "1,000 users" in inert
+    driving = iv.slot_verdict(_record(donor=-0.30, window=-0.4))
+    assert driving.startswith("**The retrieved slots drive the recommendations**")
+    assert iv.slot_verdict({"ablation": [], "dataset": {"users": 1}}) == ""
