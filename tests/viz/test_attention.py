@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from elastic.viz.attention import (
     RankedItems,
     dispatcher_labels,
+    dispatcher_maps_figure,
     interest_strip_figure,
+    model_view_figure,
     ranked_items_figure,
     stage1_figure,
     stage2_figure,
 )
+from elastic.viz.grid import clicked_cell
 from elastic.viz.style import category_color
 
 HISTORY = np.array([11, 12, 13, 14, 15])
@@ -116,3 +120,61 @@ def test_a_title_replaces_the_default_one():
     titled = stage2_figure(stage1.T, HISTORY, TITLES, GENRES, [7, 3, 9], [0.5, 0.3, 0.2],
                            title="Stage 2 with D2 knocked out")
     assert titled.layout.title.text == "Stage 2 with D2 knocked out"
+
+
+def test_a_selected_position_is_outlined_in_both_stages_and_its_cell_in_the_row():
+    stage1, stage2 = _weights(), _weights(k=5, n=3, seed=1)
+    fig = dispatcher_maps_figure(stage1, stage2, HISTORY, TITLES, GENRES, [7, 3, 9],
+                                 [0.5, 0.3, 0.2], selected=1, position=3)  # fmt: skip
+    first, second = fig.data
+    np.testing.assert_allclose(first.marker.color, stage1.ravel())
+    np.testing.assert_allclose(second.marker.color, stage2.T.ravel())
+    assert (first.xaxis, second.xaxis) == ("x", "x")
+    assert np.asarray(first.customdata).tolist() == np.asarray(second.customdata).tolist()
+    for yref in ("y", "y2"):
+        shapes = [s for s in fig.layout.shapes if s.yref == yref]
+        row, column, cell = shapes  # the dispatcher's row, position 4's column, their cell
+        assert (row.y0, row.y1) == (0.5, 1.5)
+        assert (column.x0, column.x1) == (3.5, 4.5)
+        assert (cell.xanchor, cell.yanchor) == (4, 1)
+    titles = [a.text for a in fig.layout.annotations]
+    assert titles[0].startswith("Stage 1") and titles[1].startswith("Stage 2")
+    plain = dispatcher_maps_figure(stage1, stage2, HISTORY, TITLES, GENRES, [7, 3, 9],
+                                   [0.5, 0.3, 0.2])  # fmt: skip
+    assert not plain.layout.shapes
+
+
+def test_ranked_items_outline_and_mark_the_selected_position():
+    fig = ranked_items_figure([RankedItems("gathers", ["a", "b", "c"], [3, 2, 1], highlight=2)])
+    assert list(fig.data[0].marker.line.width) == [0, 0, 3]
+    assert list(fig.layout.yaxis.ticktext) == ["a", "b", "▶ c"]
+
+
+def test_the_planted_strip_outlines_the_selected_position():
+    planted, assigned = np.array([0, 1, 1, 0]), np.array([2, 0, 0, 2])
+    fig = interest_strip_figure(planted, assigned, ["I0", "I1"], list("wxyz"), position=2)
+    (column,) = fig.layout.shapes
+    assert (column.x0, column.x1, column.y0, column.y1) == (2.5, 3.5, -0.5, 1.5)  # position 3
+
+
+def test_the_model_view_draws_every_layer_and_head_and_the_mean_and_a_click_enlarges():
+    maps = np.random.default_rng(0).random((2, 3, 4, 6))  # (L, h, k, n)
+    fig = model_view_figure(maps, selected=(1, None))
+    heatmaps = [t for t in fig.data if t.type == "heatmap"]
+    targets = [t for t in fig.data if t.type == "scatter"]
+    assert len(heatmaps) == len(targets) == 2 * (3 + 1)
+    np.testing.assert_allclose(heatmaps[1].z, maps[0, 1])  # layer 1, head 2
+    np.testing.assert_allclose(heatmaps[7].z, maps[1].mean(0))  # layer 2, the mean
+    assert all(h.coloraxis == "coloraxis" for h in heatmaps)  # one scale for every panel
+    assert fig.layout.coloraxis.cmax == pytest.approx(maps.max())
+    # a click anywhere on a panel lands on a marker that says which panel it is
+    for i, target in enumerate(targets):
+        assert {tuple(c) for c in target.customdata} == {divmod(i, 4)}
+        assert min(target.x) == 1 and max(target.x) == 6 and set(target.y) == {0, 1, 2, 3}
+        assert (target.xaxis, target.yaxis) == (heatmaps[i].xaxis, heatmaps[i].yaxis)
+    assert clicked_cell({"points": [{"customdata": list(targets[5].customdata[0])}]}) == (1, 1)
+    (outline,) = fig.layout.shapes  # layer 2's mean panel
+    assert outline.xref == f"{heatmaps[7].xaxis} domain"
+    stage2 = model_view_figure(maps.swapaxes(-1, -2), stage=2)
+    np.testing.assert_allclose(stage2.data[0].z, maps[0, 0])  # drawn transposed, like stage 2
+    assert not stage2.layout.shapes
