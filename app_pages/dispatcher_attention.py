@@ -352,7 +352,8 @@ with c_setting:
         st.markdown(
             f"D{expert + 1} (memory slot {int(view.slot_ids[expert])}, gate "
             f"{view.gates[expert]:.0%}) gets stage-2 weight 0 in every layer; the other "
-            "dispatchers share its weight. Pick another expert above, or click a row of a grid."
+            "dispatchers share its weight. Pick another expert above (or click a cell of its "
+            "row), then Run."
         )
     elif kind == "donor":
         ids = [str(u) for u in data.user_ids]

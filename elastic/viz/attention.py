@@ -71,7 +71,8 @@ def stage1_figure(
     title: str | None = None,
     position: int | None = None,
 ) -> go.Figure:
-    """stage1 (k, n) weights of dispatcher j over history position t; click a row to pick j.
+    """stage1 (k, n) weights of dispatcher j over history position t; a click on a cell picks j
+    and t.
     `title` replaces the default one (the app titles the maps of an intervention); `position`
     (an index into the history) outlines that column, and its cell in the selected row."""
     stage1 = np.asarray(stage1)
@@ -294,16 +295,19 @@ def model_view_figure(
     maps: np.ndarray,
     stage: int = 1,
     selected: tuple[int, int | None] | None = None,
-    columns_across: int = 24,
+    across: int = 8,
 ) -> go.Figure:
     """Every layer and head at once, small (BertViz's model view): one panel per layer (rows)
     and head (columns), plus the mean of the heads (the last column), each a dispatchers ×
-    positions heatmap on one colour scale shared by all panels, so a faint head is faint.
+    positions map on one colour scale shared by all panels, so a faint head is faint.
 
     maps: stage 1 (L, h, k, n) or stage 2 (L, h, n, k, drawn transposed). `selected` = (layer,
-    head), head None for the mean, is outlined. A heatmap returns no click in Streamlit, so each
-    panel is covered by a lattice of invisible square markers carrying customdata [layer, column]
-    (column h = the mean): `grid.clicked_cell` reads a click on a panel as (layer, column).
+    head), head None for the mean, is outlined. All panels are one heatmap on one pair of axes,
+    blank (NaN) rows and columns between them: one subplot instead of L·(h+1) keeps the browser's
+    layout work small. A heatmap returns no click in Streamlit, so each panel is covered by a
+    lattice of invisible markers (`across` per row, at its top, middle and bottom) carrying
+    customdata [layer, column] (column h = the mean): `grid.clicked_cell` reads a click on a
+    panel as (layer, column). `panel_origin` gives a panel's top-left cell.
     """
     maps = np.asarray(maps, dtype=float)
     if stage == 2:
@@ -311,106 +315,94 @@ def model_view_figure(
     num_layers, heads, k, n = maps.shape
     panels = np.concatenate([maps, maps.mean(1, keepdims=True)], axis=1)  # (L, h+1, k, n)
     cols = heads + 1
-    panel_px, label_px = max(6 * k, 48), 22  # a panel's height; room for the next one's label
-    plot_px = num_layers * panel_px + (num_layers - 1) * label_px
-    gap_x, gap_y = 0.03, label_px / plot_px
-    width = (1 - gap_x * (cols - 1)) / cols
-    height = panel_px / plot_px
-    layout: dict = {
-        "annotations": [],
-        "shapes": [],
-        "coloraxis": {
-            "colorscale": WEIGHT_SCALE,
-            "cmin": 0.0,
-            "cmax": float(panels.max()) if panels.size else 1.0,
-            "colorbar": {"title": {"text": "weight", "side": "right"}, "thickness": 10},
-        },
-    }
-    traces = []
-    across = np.unique(np.linspace(1, n, min(columns_across, n)).round().astype(int))
-    tx, ty = np.meshgrid(across, np.arange(k))  # the click lattice of one panel
+    gap_x, gap_y = _model_view_gaps(k, n)
+    z = np.full((num_layers * (k + gap_y) - gap_y, cols * (n + gap_x) - gap_x), np.nan)
+    annotations, lattice_x, lattice_y, custom, hover = [], [], [], [], []
+    spots = np.unique(np.linspace(0, n - 1, min(across, n)).round().astype(int))
+    rows_at = sorted({0, (k - 1) // 2, k - 1})
     for layer in range(num_layers):
         for col in range(cols):
-            index = layer * cols + col
-            suffix = "" if index == 0 else str(index + 1)
-            left = col * (width + gap_x)
-            bottom = max(0.0, 1 - (layer + 1) * height - layer * gap_y)  # float error < 0
-            layout[f"xaxis{suffix}"] = {
-                "domain": [left, left + width],
-                "anchor": f"y{suffix}",
-                "range": [0.5, n + 0.5],
-                "showticklabels": False,
-                "showgrid": False,
-                "zeroline": False,
-            }
-            layout[f"yaxis{suffix}"] = {
-                "domain": [bottom, min(1.0, bottom + height)],
-                "anchor": f"x{suffix}",
-                "range": [k - 0.5, -0.5],
-                "showticklabels": False,
-                "showgrid": False,
-                "zeroline": False,
-            }
+            top, left = panel_origin(layer, col, k, n)
+            z[top : top + k, left : left + n] = panels[layer, col]
             name = "mean of heads" if col == heads else f"head {col + 1}"
             label = f"layer {layer + 1} · {name}"
-            layout["annotations"].append(
+            annotations.append(
                 {
                     "text": label,
-                    "x": left,
-                    "y": bottom + height,
-                    "xref": "paper",
-                    "yref": "paper",
+                    "x": left - 0.5,
+                    "y": top - 0.5,
                     "xanchor": "left",
                     "yanchor": "bottom",
                     "showarrow": False,
                     "font": {"size": 12},
                 }
             )
-            axes = {"xaxis": f"x{suffix}", "yaxis": f"y{suffix}"}
-            traces.append(
-                {
-                    "type": "heatmap",
-                    "z": panels[layer, col].tolist(),
-                    "x": list(range(1, n + 1)),
-                    "y": list(range(k)),
-                    "coloraxis": "coloraxis",
-                    "hoverinfo": "skip",
-                    **axes,
-                }
-            )
-            traces.append(
-                {
-                    "type": "scatter",
-                    "x": tx.ravel().tolist(),
-                    "y": ty.ravel().tolist(),
-                    "mode": "markers",
-                    "marker": {"symbol": "square", "size": 10, "opacity": 0},
-                    "customdata": [[layer, col]] * tx.size,
-                    "hovertemplate": f"{label}<br>click to enlarge<extra></extra>",
-                    "name": label,
-                    **axes,
-                }
-            )
-            head = None if col == heads else col
-            if selected is not None and (layer, head) == tuple(selected):
-                layout["shapes"].append(
-                    {
-                        "type": "rect",
-                        "xref": f"x{suffix} domain",
-                        "yref": f"y{suffix} domain",
-                        "x0": -0.01,
-                        "x1": 1.01,
-                        "y0": -0.03,
-                        "y1": 1.03,
-                        "line": {"color": SELECTED_COLOR, "width": 2.5},
-                        "layer": "above",
-                    }
-                )
+            for r in rows_at:
+                for c in spots:
+                    lattice_x.append(int(left + c))
+                    lattice_y.append(int(top + r))
+                    custom.append([layer, col])
+                    hover.append(f"{label}<br>click to enlarge")
+    traces = [
+        {
+            "type": "heatmap",
+            "z": z,  # NaN: a blank cell between panels
+            "colorscale": WEIGHT_SCALE,
+            "zmin": 0.0,
+            "zmax": float(panels.max()) if panels.size else 1.0,
+            "colorbar": {"title": {"text": "weight", "side": "right"}, "thickness": 10},
+            "hoverinfo": "skip",
+            "name": "panels",
+        },
+        {
+            "type": "scatter",
+            "x": lattice_x,
+            "y": lattice_y,
+            "mode": "markers",
+            "marker": {"symbol": "square", "size": 10, "opacity": 0},
+            "customdata": custom,
+            "hovertext": hover,
+            "hoverinfo": "text",
+            "name": "click targets",
+        },
+    ]
+    shapes = []
+    if selected is not None:
+        layer, head = selected
+        top, left = panel_origin(layer, heads if head is None else head, k, n)
+        shapes.append(
+            {
+                "type": "rect",
+                "x0": left - 0.5 - gap_x / 3,
+                "x1": left + n - 0.5 + gap_x / 3,
+                "y0": top - 0.5 - gap_y / 4,
+                "y1": top + k - 0.5 + gap_y / 8,
+                "line": {"color": SELECTED_COLOR, "width": 2.5},
+                "layer": "above",
+            }
+        )
+    hidden = {"showticklabels": False, "showgrid": False, "zeroline": False}
+    layout = {
+        "annotations": annotations,
+        "shapes": shapes,
+        "xaxis": {"range": [-0.5, z.shape[1] - 0.5], **hidden},
+        "yaxis": {"range": [z.shape[0] - 0.5, -1.5 - gap_y], **hidden},
+    }
     fig = go.Figure(data=traces, layout=layout)
     what = "gathers (stage 1)" if stage == 1 else "is read by each position (stage 2)"
     return base_layout(
         fig,
-        height=plot_px + 62 + 10,
+        height=num_layers * (max(6 * k, 48) + 24) + 60,
         title=f"Every layer and head: what each dispatcher {what} — click a panel to enlarge it",
-        top=62,  # the title, then the first row's panel labels
     )
+
+
+def _model_view_gaps(k: int, n: int) -> tuple[int, int]:
+    """(blank columns between heads, blank rows between layers): room for a panel's label."""
+    return max(2, n // 25), max(3, (k + 1) // 2)
+
+
+def panel_origin(layer: int, column: int, k: int, n: int) -> tuple[int, int]:
+    """(row, column) of the top-left cell of panel (layer, column) in `model_view_figure`."""
+    gap_x, gap_y = _model_view_gaps(k, n)
+    return layer * (k + gap_y), column * (n + gap_x)

@@ -153,9 +153,8 @@ def test_a_click_on_a_small_panel_enlarges_that_layer_and_head(server, page):
     page.goto(f"{server}/dispatcher_attention")
     wait_idle(page)
     wait_charts(page, 2)
-    # the overview's traces: a heatmap and its click lattice per panel; layer 1, head 2 is the
-    # second panel, its lattice trace 3
-    click_marker(page, "Every layer and head", 3, [0, 1])
+    # the overview: one heatmap of every panel (trace 0), its click lattice (trace 1)
+    click_marker(page, "Every layer and head", 1, [0, 1])  # layer 1, head 2
     page.wait_for_function(
         "() => ['layer=1', 'head=2'].every(p => window.location.search.includes(p))",
         timeout=30_000,

@@ -298,16 +298,28 @@ def test_the_mean_head_shows_each_heads_softmax_and_their_mean():
 def test_every_layer_and_head_is_drawn_small_and_the_chosen_one_outlined():
     at = open_page(DISPATCHER)
     view = figure_titled(at, "Every layer and head")
-    heatmaps = [t for t in view["data"] if t["type"] == "heatmap"]
+    labels = [a["text"] for a in view["layout"]["annotations"]]
     layers, heads = len(at.selectbox(key="layer").options), len(at.selectbox(key="head").options)
-    assert len(heatmaps) == layers * heads  # the heads and their mean, per layer
-    (outline,) = view["layout"]["shapes"]  # default: the last layer, the mean
-    last_mean = len(heatmaps)
-    assert outline["xref"] == f"x{last_mean} domain"
+    assert len(labels) == layers * heads  # the heads and their mean, per layer
+    targets = view["data"][1]
+    assert {tuple(c) for c in targets["customdata"]} == {
+        (layer, col) for layer in range(layers) for col in range(heads)
+    }
+
+    def outlined_panel(fig) -> tuple[int, int]:
+        (outline,) = fig["layout"]["shapes"]
+        inside = [
+            tuple(c) for x, y, c in zip(targets["x"], targets["y"], targets["customdata"],
+                                        strict=True)
+            if outline["x0"] < x < outline["x1"] and outline["y0"] < y < outline["y1"]
+        ]  # fmt: skip
+        (panel,) = set(inside)
+        return panel
+
+    assert outlined_panel(view) == (layers - 1, heads - 1)  # default: the last layer, the mean
     at.selectbox(key="layer").select(0).run()
     at.selectbox(key="head").select("1").run()
-    (outline,) = figure_titled(at, "Every layer and head")["layout"]["shapes"]
-    assert outline["xref"] == "x2 domain"  # layer 1, head 2
+    assert outlined_panel(figure_titled(at, "Every layer and head")) == (0, 1)  # head 2
     at.segmented_control(key="overview").set_value(2).run()
     no_exception(at)
     assert "stage 2" in figure_titled(at, "Every layer and head")["layout"]["title"]["text"]

@@ -11,6 +11,7 @@ from elastic.viz.attention import (
     dispatcher_maps_figure,
     interest_strip_figure,
     model_view_figure,
+    panel_origin,
     ranked_items_figure,
     stage1_figure,
     stage2_figure,
@@ -160,21 +161,25 @@ def test_the_planted_strip_outlines_the_selected_position():
 def test_the_model_view_draws_every_layer_and_head_and_the_mean_and_a_click_enlarges():
     maps = np.random.default_rng(0).random((2, 3, 4, 6))  # (L, h, k, n)
     fig = model_view_figure(maps, selected=(1, None))
-    heatmaps = [t for t in fig.data if t.type == "heatmap"]
-    targets = [t for t in fig.data if t.type == "scatter"]
-    assert len(heatmaps) == len(targets) == 2 * (3 + 1)
-    np.testing.assert_allclose(heatmaps[1].z, maps[0, 1])  # layer 1, head 2
-    np.testing.assert_allclose(heatmaps[7].z, maps[1].mean(0))  # layer 2, the mean
-    assert all(h.coloraxis == "coloraxis" for h in heatmaps)  # one scale for every panel
-    assert fig.layout.coloraxis.cmax == pytest.approx(maps.max())
-    # a click anywhere on a panel lands on a marker that says which panel it is
-    for i, target in enumerate(targets):
-        assert {tuple(c) for c in target.customdata} == {divmod(i, 4)}
-        assert min(target.x) == 1 and max(target.x) == 6 and set(target.y) == {0, 1, 2, 3}
-        assert (target.xaxis, target.yaxis) == (heatmaps[i].xaxis, heatmaps[i].yaxis)
-    assert clicked_cell({"points": [{"customdata": list(targets[5].customdata[0])}]}) == (1, 1)
+    heatmap, targets = fig.data  # one heatmap holds every panel: one subplot to lay out
+    z = np.asarray(heatmap.z, dtype=float)
+    for layer in range(2):
+        for col in range(4):
+            top, left = panel_origin(layer, col, 4, 6)
+            panel = z[top : top + 4, left : left + 6]
+            expected = maps[layer].mean(0) if col == 3 else maps[layer, col]
+            np.testing.assert_allclose(panel, expected)  # the heads, then their mean
+            # a click anywhere on the panel lands near a marker that says which panel it is
+            points = zip(targets.x, targets.y, targets.customdata, strict=True)
+            mine = [(x, y) for x, y, c in points if tuple(c) == (layer, col)]
+            xs, ys = {x for x, _ in mine}, {y for _, y in mine}
+            assert min(xs) == left and max(xs) == left + 5 and {top, top + 3} <= ys
+    assert np.isnan(z).sum() == z.size - 2 * 4 * 4 * 6  # the rest is blank space between panels
+    assert heatmap.zmin == 0 and heatmap.zmax == pytest.approx(maps.max())  # one scale for all
+    assert clicked_cell({"points": [{"customdata": [1, 2]}]}) == (1, 2)
     (outline,) = fig.layout.shapes  # layer 2's mean panel
-    assert outline.xref == f"{heatmaps[7].xaxis} domain"
+    top, left = panel_origin(1, 3, 4, 6)
+    assert outline.x0 < left - 0.5 and outline.x1 > left + 5.5 and outline.y1 > top + 3.5
     stage2 = model_view_figure(maps.swapaxes(-1, -2), stage=2)
-    np.testing.assert_allclose(stage2.data[0].z, maps[0, 0])  # drawn transposed, like stage 2
+    np.testing.assert_allclose(np.asarray(stage2.data[0].z, dtype=float)[:4, :6], maps[0, 0])
     assert not stage2.layout.shapes
