@@ -375,13 +375,13 @@ def model_view_figure(
                 "type": "rect",
                 "x0": left - 0.5 - gap_x / 3,
                 "x1": left + n - 0.5 + gap_x / 3,
-                "y0": top - 0.5 - gap_y / 4,
-                "y1": top + k - 0.5 + gap_y / 8,
+                "y0": top - 0.6,
+                "y1": top + k - 0.4,
                 "line": {"color": SELECTED_COLOR, "width": 2.5},
                 "layer": "above",
             }
         )
-    hidden = {"showticklabels": False, "showgrid": False, "zeroline": False}
+    hidden = {"showticklabels": False, "ticks": "", "showgrid": False, "zeroline": False}
     layout = {
         "annotations": annotations,
         "shapes": shapes,

@@ -195,9 +195,9 @@ def slot_users_figure(
         colorbar_title="gate",
         x_title="dispatcher (D1 = the user's best slot)",
         selected_cells=[(r, int(j)) for r, j in enumerate(ranks)],
-        cell_px=22,
+        cell_px=16,
         title=f"Who uses slot {slot}, and as which dispatcher (outlined)",
-        height=grid_height(max(users.size, 1), 22, extra_px=90),
+        height=grid_height(max(users.size, 1), 16, min_row_px=18, extra_px=90),
     )
     fig.update_xaxes(type="category", side="bottom")
     return fig

@@ -124,7 +124,8 @@ def _num(x: float, digits: int = 4) -> str:
 
 
 def softmax_latex(cell: CellSoftmax, dispatcher: int, position: int) -> str:
-    """The cell's softmax written out with its numbers, for `st.latex`."""
+    """The cell's softmax written out with its numbers, for `st.latex`: the formula on one line,
+    the numbers on the next (one line overflowed a half-width column)."""
     j, t = dispatcher + 1, position + 1
     if cell.stage == 1:
         weight, logit = rf"w_{{{j},{t}}}", rf"a_{{{j},{t}}}"
@@ -135,9 +136,10 @@ def softmax_latex(cell: CellSoftmax, dispatcher: int, position: int) -> str:
     z = _num(cell.denominator)
     exponent = f"{_num(cell.logit)} - ({_num(cell.max_logit)})"
     return (
-        rf"{weight} = \frac{{e^{{{logit} - m}}}}{{{denominator}}}"
-        rf" = \frac{{e^{{{exponent}}}}}{{{z}}}"
+        rf"\begin{{aligned}}{weight} &= \frac{{e^{{{logit} - m}}}}{{{denominator}}}"
+        rf" \\ &= \frac{{e^{{{exponent}}}}}{{{z}}}"
         rf" = \frac{{{_num(float(cell.terms[cell.index]))}}}{{{z}}} = {_num(cell.weight)}"
+        r"\end{aligned}"
     )
 
 
@@ -165,12 +167,12 @@ def softmax_rows(cell: CellSoftmax, top: int = 6) -> dict[str, list]:
             rows["of which log g"].append(float(cell.prior[i]))
     rest = [i for i in range(terms.size) if i not in keep and np.isfinite(cell.logits[i])]
     if rest:
-        rows["entry"].append(f"the other {len(rest)}")
-        rows["logit"].append(None)
+        rows["entry"].append(f"the other {len(rest)}, together")
+        rows["logit"].append(float("nan"))
         rows["exp(logit − m)"].append(float(terms[rest].sum()))
         rows["weight"].append(float(terms[rest].sum() / z))
         if cell.prior is not None:
-            rows["of which log g"].append(None)
+            rows["of which log g"].append(float("nan"))
     return rows
 
 

@@ -180,7 +180,8 @@ def test_a_slot_shows_which_dispatcher_of_each_of_its_users_it_is():
     custom = np.reshape(users["data"][0]["customdata"], (rows, -1, 5))
     assert all(custom[int(o["yanchor"]), int(o["xanchor"]), 3] == slot for o in outlined)
     assert outlined[0]["xanchor"] == 0  # D1 for the chosen user
-    assert any(c.value.startswith("As which dispatcher they hold it: D1 for") for c in at.caption)
+    assert any(m.value.startswith("**As which dispatcher its") and "D1 for" in m.value
+               for m in at.markdown)  # fmt: skip
     (link,) = [p for p in at.get("page_link") if "Dispatcher attention" in p.proto.label]
     assert "D1 of user" in link.proto.label
     other = next(s for s in range(256) if s not in _user_slots(at))

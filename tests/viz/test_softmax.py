@@ -68,6 +68,6 @@ def test_the_written_out_softmax_holds_the_numbers():
     latex = softmax.softmax_latex(cell, dispatcher=0, position=0)
     assert r"w_{1,1}" in latex and f"{z:.4g}" in latex and f"{np.exp(-1) / z:.4g}" in latex
     rows = softmax.softmax_rows(cell, top=1)
-    assert rows["entry"] == ["D1 itself (its sink)", "▶ position 1: a", "the other 1"]
+    assert rows["entry"] == ["D1 itself (its sink)", "▶ position 1: a", "the other 1, together"]
     assert sum(rows["weight"]) == pytest.approx(1.0)  # the padding is left out, not counted
     assert softmax._num(3.2e-7) == r"3.2 \times 10^{-7}"
