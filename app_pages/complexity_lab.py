@@ -65,6 +65,12 @@ def analytic_lab() -> "support.LabSettings":
         key="analytic",
         width="stretch",
     )
+    st.caption(
+        "Hover a point: its value splits into the terms of its formula (below), largest first. "
+        "The grey dotted lines have slope 1 (∝ N) and slope 2 (∝ N²) and pass through the end "
+        "of ELASTIC's and SASRec's curves: SASRec bends onto the N² line as N grows (its N²·d "
+        "attention outgrows its N·d² projections), ELASTIC stays parallel to the N line (N·k)."
+    )
 
     at_n = support.analytic_point(settings, int(seq_len))
     m1, m2, m3, m4 = st.columns(4)
@@ -97,9 +103,10 @@ with st.expander("The formulas (per layer)"):
         r"\\ \text{memory} &\propto B\,h\,N^2 \text{ (materialized)}\end{aligned}"
     )
     st.latex(
-        r"\begin{aligned}\text{ELASTIC: }& 6BNd^2 + 2Bkd^2"
+        r"\begin{aligned}\text{ELASTIC: }& 6BNd^2 + \underbrace{8Bkd^2}_{\text{dispatchers}}"
         r" + \underbrace{2BkNd}_{\text{stage-1 logits}} + 18BNd^2"
         r"\\ & + \underbrace{6BNkd + 4BNCd + 4BhNCk}_{\text{causal chunks, } C = \min(64, N)}"
+        r" + \underbrace{8BNw_ld}_{\text{local window}}"
         r"\\ \text{memory} &\propto B\,N\,(d + hk + hC)\end{aligned}"
     )
     st.markdown(
@@ -108,7 +115,10 @@ with st.expander("The formulas (per layer)"):
         "Memory is the predicted peak above what was live before the call: activations, plus "
         "gradients and parameters in training. The formulas live in `elastic/complexity.py`, "
         "next to the measurement they are checked against. SDPA is charged the full N × N "
-        "square, as the counter does: its advantage is memory, not FLOPs."
+        "square, as the counter does: its advantage is memory, not FLOPs. The hover on a curve "
+        "gives these terms with their numbers, summed over the layers, beside the query "
+        "network, the memory and the head or loss (`flops_terms`, `peak_bytes_terms`); they "
+        "add up to the plotted value."
     )
 
 st.subheader("Measured on this device")

@@ -5,13 +5,13 @@ import numpy as np
 import streamlit as st
 
 from elastic import app_support as support
-from elastic.viz import analysis, interventions
+from elastic.viz import analysis, interventions, softmax
 from elastic.viz.attention import (
     RankedItems,
+    dispatcher_maps_figure,
     interest_strip_figure,
+    model_view_figure,
     ranked_items_figure,
-    stage1_figure,
-    stage2_figure,
 )
 from elastic.viz.grid import clicked_cell
 from elastic.viz.style import category_color
@@ -25,12 +25,13 @@ st.caption(
     "Each user gets k dispatchers from the interest memory. In stage 1 every dispatcher "
     "gathers a weighted average of the history (one row of the first grid); in stage 2 every "
     "history position reads the k interest vectors back (one column of the second grid). "
-    "**Click a row** (or pick an expert below) to see what that interest gathers and where it "
-    "points in the catalogue; then [remove it](#experiment) and see what the prediction does "
-    "without it."
+    "**Click a cell**: its row picks the expert (what it gathers, where it points in the "
+    "catalogue), its column the history position, outlined in every view, and the softmax "
+    "behind the cell appears with its numbers. Then [remove the expert](#experiment) and see "
+    "what the prediction does without it."
 )
 
-c_user, c_layer, c_head, c_expert = st.columns([3, 1, 1, 1])
+c_user, c_layer, c_head, c_expert, c_position = st.columns([3, 1, 1, 1, 1])
 with c_user:
     user = support.user_picker(data, model.config.max_len)
 with c_layer:
@@ -58,9 +59,23 @@ with c_expert:
         key="expert",
         bind="query-params",
     )
+with c_position:
+    position = st.number_input(
+        "Position",
+        min_value=1,
+        max_value=cfg.max_len,
+        value=None,
+        step=1,
+        placeholder="click a cell",
+        key="position",
+        bind="query-params",
+        help="A history position (1 = the oldest the model reads): outlined in both grids, "
+        "the gathered items and the planted strip. Clicking a cell sets it.",
+    )
 
 view = support.user_view(bundle.key, user, bundle)
 n = len(view.history)
+t = int(position) - 1 if position is not None and int(position) <= n else None  # an index
 pick = slice(None) if head == "mean" else int(head)
 stage1 = view.stage1[layer][pick]  # (k, n) or (h, k, n)
 stage2 = view.stage2[layer][pick]  # (n, k) or (h, n, k)
@@ -70,33 +85,145 @@ titles = [data.item_label(int(i)) for i in view.history]
 genres = [data.item_genres[int(i)] for i in view.history] if data.item_genres else None
 
 
-def pick_expert(chart_key: str) -> None:
-    """A click on a grid cell selects that cell's row: the dispatcher."""
-    cell = clicked_cell(st.session_state[chart_key].selection)
+def pick_cell() -> None:
+    """A click on a cell of either grid selects its row (the dispatcher) and its column (the
+    history position); both are widgets bound to the URL, so the clicked view can be shared."""
+    cell = clicked_cell(st.session_state["maps"].selection)
     if cell is not None:
-        st.session_state["expert"] = cell[0]
+        st.session_state["expert"], st.session_state["position"] = cell[0], cell[1] + 1
 
 
-for chart_key, figure in (
-    ("stage1_grid", stage1_figure),
-    ("stage2_grid", stage2_figure),
-):
-    weights = stage1 if chart_key == "stage1_grid" else stage2
-    st.plotly_chart(
-        figure(weights, view.history, titles, genres, view.slot_ids, view.gates, selected=expert),
-        key=chart_key,
-        on_select=lambda key=chart_key: pick_expert(key),
-        selection_mode="points",
-        width="stretch",
+def pick_panel() -> None:
+    """A click on a small panel of the overview enlarges it: its layer and head below."""
+    cell = clicked_cell(st.session_state["model_view"].selection)
+    if cell is not None:
+        st.session_state["layer"] = cell[0]
+        st.session_state["head"] = "mean" if cell[1] == cfg.num_heads else str(cell[1])
+
+
+overview = st.segmented_control(
+    "Overview of every layer and head",
+    [1, 2],
+    format_func=lambda s: f"stage {s}",
+    default=1,
+    required=True,
+    key="overview",
+    bind="query-params",
+) or 1  # a link's empty overview= means stage 1
+st.plotly_chart(
+    model_view_figure(
+        view.stage1 if overview == 1 else view.stage2,
+        stage=overview,
+        selected=(layer, None if head == "mean" else int(head)),
+    ),
+    key="model_view",
+    on_select=pick_panel,
+    selection_mode="points",
+    width="stretch",
+)
+
+st.plotly_chart(
+    dispatcher_maps_figure(
+        stage1,
+        stage2,
+        view.history,
+        titles,
+        genres,
+        view.slot_ids,
+        view.gates,
+        selected=expert,
+        position=t,
+    ),
+    key="maps",
+    on_select=pick_cell,
+    selection_mode="points",
+    width="stretch",
+)
+if position is not None and t is None:
+    st.caption(f"Position {int(position)} is past this user's {n} history items the model reads.")
+
+if t is not None:
+    heads = list(range(cfg.num_heads)) if head == "mean" else [int(head)]
+    one = [
+        softmax.stage1_cell(view, layer, h, expert, t, titles, cap=cfg.stage1_softcap)
+        for h in heads
+    ]
+    two = [softmax.stage2_cell(view, layer, h, t, expert) for h in heads]
+    st.subheader(
+        f"The softmax behind D{expert + 1} × position {t + 1}: "
+        f"{data.item_label(int(view.history[t]))}",
+        anchor="softmax",
     )
+    left, right = st.columns(2, gap="large")
+    for column, cells, stage, shown in (
+        (left, one, 1, stage1[expert, t]),
+        (right, two, 2, stage2[t, expert]),
+    ):
+        with column:
+            if stage == 1:
+                st.markdown(
+                    f"**Stage 1**: D{expert + 1}'s weight on position {t + 1}, one entry of a "
+                    f"softmax over D{expert + 1} itself (its sink) and the {n} positions."
+                )
+            else:
+                st.markdown(
+                    f"**Stage 2**: position {t + 1}'s weight on interest D{expert + 1}, one entry "
+                    f"of a softmax over the k = {cfg.num_interests} interests."
+                )
+            for h, cell in zip(heads, cells, strict=True):
+                if len(heads) > 1:
+                    st.caption(f"head {h + 1}")
+                st.latex(softmax.softmax_latex(cell, expert, t))
+                if stage == 1:
+                    raw = cell.raw_score()
+                    st.caption(
+                        f"a = {cfg.stage1_softcap:g}·tanh(s/{cfg.stage1_softcap:g}) with the "
+                        f"score s = (W_q D{expert + 1})·(W_k x_{t + 1})/√d_h = {raw:.4g}; "
+                        f"m = {cell.max_logit:.4g}, the largest logit of the row."
+                    )
+                else:
+                    prior = float(cell.prior[expert])
+                    st.caption(
+                        f"ℓ = q_{t + 1}·I_{expert + 1}/√d_h + log g_{expert + 1} = "
+                        f"{cell.logit - prior:.4g} + ({prior:.4g}): the gate's log-prior is "
+                        f"part of the logit; m = {cell.max_logit:.4g}."
+                    )
+                st.dataframe(
+                    softmax.softmax_rows(cell),
+                    hide_index=True,
+                    width="stretch",
+                    column_config={
+                        "logit": st.column_config.NumberColumn(format="%.4g"),
+                        "exp(logit − m)": st.column_config.NumberColumn(format="%.4g"),
+                        "weight": st.column_config.NumberColumn(format="%.4g"),
+                        "of which log g": st.column_config.NumberColumn(format="%.4g"),
+                    },
+                    key=f"softmax_{stage}_{h}",
+                )
+            if len(heads) > 1:
+                st.markdown(
+                    f"The grid shows the mean of the heads: "
+                    f"({' + '.join(f'{c.weight:.4g}' for c in cells)}) ÷ {len(heads)} = "
+                    f"**{softmax.mean_of_heads(cells):.4g}** (drawn: {float(shown):.4g})."
+                )
+            else:
+                st.markdown(
+                    f"Recomputed: **{cells[0].weight:.4g}**; the model returned "
+                    f"{cells[0].model_weight:.4g}."
+                )
 
 st.subheader(f"Interest expert D{expert + 1} — memory slot {int(view.slot_ids[expert])}")
-items, weights = analysis.gathered_items(stage1[expert], view.history, top=10)
+top_items, top_weights = analysis.gathered_items(stage1[expert], view.history, top=10)
+items, weights, marked = analysis.with_position(
+    top_items, top_weights, stage1[expert], view.history, t
+)
 gathered_labels, gathered_groups = analysis.item_groups(data, items)
 scores = support.interest_scores(bundle.key, user, layer, bundle)[expert]
 pointed = analysis.top_items(scores, None, top=10)
 pointed_labels, pointed_groups = analysis.item_groups(data, pointed)
 in_history = set(view.history.tolist())
+held_at = None if t is None else int(view.history[t])
+pointed_mark = next((r for r, i in enumerate(pointed) if int(i) == held_at), None)
 st.plotly_chart(
     ranked_items_figure(
         [
@@ -110,6 +237,7 @@ st.plotly_chart(
                     f"{data.item_label(int(i))}<br>{g}"
                     for i, g in zip(items, gathered_labels, strict=True)
                 ],
+                highlight=marked,
             ),
             RankedItems(
                 "Catalogue items it points to (✓ = in the history)",
@@ -121,12 +249,20 @@ st.plotly_chart(
                     f"{data.item_label(int(i))}<br>{g}"
                     for i, g in zip(pointed, pointed_labels, strict=True)
                 ],
+                highlight=pointed_mark,
             ),
         ]
     ),
     key="expert_items",
     width="stretch",
 )
+if marked is not None:
+    added = len(items) > len(top_items)
+    st.caption(
+        f"▶ = the item at position {t + 1}"
+        + (f" (not among the {len(top_items)} it gathers most: added below them)" if added else "")
+        + "."
+    )
 
 if data.truth is not None:
     st.subheader("Against the planted interests")
@@ -153,7 +289,7 @@ if data.truth is not None:
             f"{recovery['dispatcher_nmi_per_user_chance']:.2f}",
         )
     st.plotly_chart(
-        interest_strip_figure(planted, assigned, data.truth.interest_names, titles),
+        interest_strip_figure(planted, assigned, data.truth.interest_names, titles, position=t),
         key="planted",
         width="stretch",
     )
@@ -177,8 +313,20 @@ st.caption(
     "Pick a change; ELASTIC runs again on this user's history with it, and the top 10 and the "
     "held-out item's rank (full ranking, history filtered, as in the evaluation) are set beside "
     "the original. A map shows where weight goes; this shows whether the list depends on it. "
-    "(ELASTIC only: SASRec has no dispatchers or memory slots to change.)"
+    "(ELASTIC only: SASRec has no dispatchers or memory slots to change.) It runs when you press "
+    "Run or change a setting of this section, not on every click above, so the maps stay quick."
 )
+
+DONE = "experiment_done"  # (user, Experiment) last run: its results show while the inputs match
+
+
+def want_experiment() -> None:
+    """A setting of this section changed: run the experiment it now describes."""
+    st.session_state["experiment_wanted"] = True
+
+
+if DONE not in st.session_state and "experiment" in st.query_params:
+    want_experiment()  # a shared link that names an experiment asks for its result
 kinds = [k for k in interventions.EXPERIMENTS if k != "plant" or data.truth is not None]
 kind_labels = {  # also the values in the URL (?experiment=...): keep them short and fixed
     "knockout": "Knock out a dispatcher",
@@ -195,6 +343,7 @@ with c_kind:
         kinds,
         format_func=kind_labels.get,
         key="experiment",
+        on_change=want_experiment,
         bind="query-params",
     )
 with c_setting:
@@ -203,7 +352,8 @@ with c_setting:
         st.markdown(
             f"D{expert + 1} (memory slot {int(view.slot_ids[expert])}, gate "
             f"{view.gates[expert]:.0%}) gets stage-2 weight 0 in every layer; the other "
-            "dispatchers share its weight. Pick another expert above, or click a row of a grid."
+            "dispatchers share its weight. Pick another expert above (or click a cell of its "
+            "row), then Run."
         )
     elif kind == "donor":
         ids = [str(u) for u in data.user_ids]
@@ -212,6 +362,7 @@ with c_setting:
             ids,
             index=interventions.donor_of(user, len(ids)),
             key="donor",
+            on_change=want_experiment,
         )
         experiment = interventions.Experiment("donor", donor=ids.index(donor))
         st.caption(
@@ -220,7 +371,10 @@ with c_setting:
             + (" (That is this user: an identity check.)" if donor == ids[user] else "")
         )
     elif kind == "random":
-        seed = st.number_input("Seed", min_value=0, max_value=9999, value=0, key="slot_seed")
+        seed = st.number_input(
+            "Seed", min_value=0, max_value=9999, value=0, key="slot_seed",
+            on_change=want_experiment,
+        )  # fmt: skip
         experiment = interventions.Experiment("random", seed=int(seed))
         st.caption(
             f"k = {cfg.num_interests} distinct slots drawn uniformly from the K = "
@@ -237,12 +391,13 @@ with c_setting:
     elif kind == "remove":
         options = list(dict.fromkeys(int(i) for i in view.history))  # distinct, oldest first
         kept = [i for i in st.session_state.get("remove_items", []) if i in options]
-        st.session_state["remove_items"] = kept or [int(i) for i in items[:3]]
+        st.session_state["remove_items"] = kept or [int(i) for i in top_items[:3]]
         removed = st.multiselect(
             f"History items to remove (preset: the three D{expert + 1} gathers most)",
             options,
             format_func=data.item_label,
             key="remove_items",
+            on_change=want_experiment,
         )
         experiment = interventions.Experiment("remove", remove=tuple(sorted(removed)))
         st.caption(
@@ -259,19 +414,32 @@ with c_setting:
             format_func=lambda g: data.truth.interest_names[g]
             + (" (in this history)" if g in held else ""),
             key="plant_interest",
+            on_change=want_experiment,
         )
-        count = st.slider("Items appended", 1, 16, 8, key="plant_count")
+        count = st.slider(
+            "Items appended", 1, 16, 8, key="plant_count", on_change=want_experiment
+        )
         experiment = interventions.Experiment("plant", interest=interest, count=count)
         st.caption(
             "Its most consumed items that this user has not seen are appended after the last "
             "item, as if the user had just consumed them."
         )
 
-try:
-    comparison = support.experiment_of(bundle.key, user, experiment, bundle)
-except ValueError as error:  # e.g. every history item removed
-    st.warning(str(error), icon=":material/warning:")
-    comparison = None
+run = st.button("Run the experiment", type="primary", key="run_experiment")
+if run or st.session_state.pop("experiment_wanted", False):
+    st.session_state[DONE] = (user, experiment)
+comparison = None
+if st.session_state.get(DONE) == (user, experiment):
+    try:
+        comparison = support.experiment_of(bundle.key, user, experiment, bundle)
+    except ValueError as error:  # e.g. every history item removed
+        st.warning(str(error), icon=":material/warning:")
+else:
+    st.caption(
+        f"Press Run to knock out D{expert + 1}, the expert picked above."
+        if kind == "knockout"
+        else "Press Run to see what this change does to the top 10."
+    )
 if comparison is not None:
     phrase = interventions.experiment_phrase(experiment, data)
     st.markdown(
@@ -335,24 +503,26 @@ if comparison is not None:
         after_genres = (
             [data.item_genres[int(i)] for i in after.history] if data.item_genres else None
         )
-        for chart_key, figure, weights, stage in (
-            ("stage1_after", stage1_figure, after_stage1, "Stage 1"),
-            ("stage2_after", stage2_figure, after_stage2, "Stage 2"),
-        ):
-            st.plotly_chart(
-                figure(
-                    weights,
-                    after.history,
-                    after_titles,
-                    after_genres,
-                    after.slot_ids,
-                    after.gates,
-                    selected=expert if kind == "knockout" else None,
-                    title=f"{stage} {phrase} (layer {layer + 1}, {head_label})",
+        same_positions = kind not in ("remove", "plant")  # an edited history moves them
+        st.plotly_chart(
+            dispatcher_maps_figure(
+                after_stage1,
+                after_stage2,
+                after.history,
+                after_titles,
+                after_genres,
+                after.slot_ids,
+                after.gates,
+                selected=expert if kind == "knockout" else None,
+                position=t if same_positions else None,
+                titles_of_stages=tuple(
+                    f"{stage} {phrase} (layer {layer + 1}, {head_label})"
+                    for stage in ("Stage 1", "Stage 2")
                 ),
-                key=chart_key,
-                width="stretch",
-            )
+            ),
+            key="maps_after",
+            width="stretch",
+        )
         st.caption(
             "Same layer and head as above. A knocked-out dispatcher's stage-2 row is 0. With the "
             "branch off, the maps show what it would compute; none of it reaches the prediction."

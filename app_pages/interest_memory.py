@@ -7,8 +7,14 @@ import pandas as pd
 import streamlit as st
 
 from elastic import app_support as support
-from elastic.viz.grid import clicked_cell
-from elastic.viz.memory import label_share_figure, slot_grid_figure, usage_figure
+from elastic.viz.grid import clicked_cell, clicked_customdata
+from elastic.viz.memory import (
+    label_share_figure,
+    rank_counts,
+    slot_grid_figure,
+    slot_users_figure,
+    usage_figure,
+)
 
 bundle = support.require_bundle()
 data, model = bundle.data, bundle.elastic
@@ -95,9 +101,60 @@ with right:
 detail = support.slot_detail(bundle.key, int(slot), bundle)
 users = detail["users"]
 st.subheader(f"Slot {int(slot)}: retrieved by {len(users)} users")
+
+
+def pick_slot_user() -> None:
+    """A click on a row of the slot's users shows that user (here and on every page), keeping
+    the slot: `slot_user` says the slot was chosen for them."""
+    custom = clicked_customdata(st.session_state["slot_users"].selection)
+    if custom is not None:
+        chosen = str(data.user_ids[custom[2]])
+        st.session_state[support.SELECTED_USER] = chosen
+        st.session_state["slot_user"] = chosen
+
+
+SLOT_USERS_DRAWN = 20
 if len(users) == 0:
     st.caption("Nobody retrieves this slot: it is a dead expert. Click a coloured slot.")
 else:
+    user_labels = [str(u) for u in data.user_ids]
+    per_rank = rank_counts(table["slot_ids"], int(slot))
+    c_users, c_ranks = st.columns([2, 3], gap="large")
+    with c_users:
+        st.plotly_chart(
+            slot_users_figure(
+                table["slot_ids"],
+                table["gates"],
+                int(slot),
+                user_labels,
+                current_user=user,
+                max_users=SLOT_USERS_DRAWN,
+            ),
+            key="slot_users",
+            on_select=pick_slot_user,
+            selection_mode="points",
+            width="stretch",
+        )
+    with c_ranks:
+        st.markdown(
+            f"**As which dispatcher its {len(users)} users hold it**: "
+            + ", ".join(f"D{j + 1} for {c}" for j, c in enumerate(per_rank) if c)
+            + ". A user's D1 is its best-scoring slot; the gate is the share of stage-2 weight "
+            "the slot's interest gets a priori."
+        )
+        st.caption(
+            (f"The first {SLOT_USERS_DRAWN} are drawn: " if len(users) > SLOT_USERS_DRAWN else "")
+            + "the chosen user, then those that hold it at the best rank. Click a row to show "
+            "that user here and on the other pages."
+        )
+        mine = [j for j, s_ in enumerate(user_slots) if int(s_) == int(slot)]
+        if mine:
+            st.page_link(
+                "app_pages/dispatcher_attention.py",
+                label=f"See what D{mine[0] + 1} of user {user_id} gathers (Dispatcher attention)",
+                icon=":material/visibility:",
+                query_params={"user": user_id, "expert": f"D{mine[0] + 1}"},
+            )
     ids = ", ".join(str(data.user_ids[u]) for u in users[:30])
     st.caption(f"Users: {ids}{' …' if len(users) > 30 else ''}")
     left, right = st.columns(2, gap="large")

@@ -903,17 +903,23 @@ class LabSettings:
         )
 
 
-def _costs(settings: LabSettings, seq_len: int) -> dict[str, dict[str, float]]:
-    from elastic.complexity import flops, peak_bytes
+def _costs(settings: LabSettings, seq_len: int) -> dict[str, dict]:
+    """Each form's FLOPs and predicted peak bytes at N = seq_len, each the sum of its formula's
+    terms, which are kept too ("flops terms", "bytes terms") for the lab's hover."""
+    from elastic.complexity import flops_terms, peak_bytes_terms
 
     shape = settings.shape(seq_len)
-    return {
-        form: {
-            "flops": flops(form, settings.mode, shape),
-            "bytes": peak_bytes(form, settings.mode, shape),
+    costs = {}
+    for form in LAB_FORMS:
+        flop_terms = flops_terms(form, settings.mode, shape)
+        byte_terms = peak_bytes_terms(form, settings.mode, shape)
+        costs[form] = {
+            "flops": sum(flop_terms.values()),
+            "bytes": sum(byte_terms.values()),
+            "flops terms": flop_terms,
+            "bytes terms": byte_terms,
         }
-        for form in LAB_FORMS
-    }
+    return costs
 
 
 @st.cache_data(max_entries=2048, show_spinner=False)
@@ -923,7 +929,8 @@ def analytic_point(settings: LabSettings, seq_len: int) -> dict[str, dict[str, f
 
 @st.cache_data(max_entries=2048, show_spinner=False)
 def analytic_sweep(settings: LabSettings) -> dict:
-    """FLOPs and predicted peak bytes of the three forms over N, and the crossovers with SDPA."""
+    """FLOPs and predicted peak bytes of the three forms over N, their terms point by point,
+    and the crossovers with SDPA."""
     from elastic.viz.complexity import find_crossover, n_grid
 
     ns = n_grid(LAB_N[0], LAB_N[-1], per_octave=2)
@@ -931,11 +938,15 @@ def analytic_sweep(settings: LabSettings) -> dict:
     curves = {
         form: {q: [p[form][q] for p in points] for q in ("flops", "bytes")} for form in LAB_FORMS
     }
+    terms = {
+        form: {q: [p[form][f"{q} terms"] for p in points] for q in ("flops", "bytes")}
+        for form in LAB_FORMS
+    }
     crossovers = {
         q: find_crossover(ns, curves["sasrec-sdpa"][q], curves["elastic"][q])
         for q in ("flops", "bytes")
     }
-    return {"ns": ns.tolist(), "curves": curves, "crossovers": crossovers}
+    return {"ns": ns.tolist(), "curves": curves, "terms": terms, "crossovers": crossovers}
 
 
 @st.cache_resource(max_entries=512, show_spinner=False)
@@ -957,6 +968,13 @@ def analytic_figure(settings: LabSettings, seq_len: int):
         x_range=frame["x_range"],
         y_ranges=frame["y_ranges"],
         crossovers=sweep["crossovers"],
+        breakdowns=sweep["terms"],
+        # N·k against N²: SASRec's cost bends to slope 2 (its memory too when the N × N scores
+        # are materialized), ELASTIC's stays at slope 1
+        guides={
+            "flops": [("elastic", 1), ("sasrec-sdpa", 2)],
+            "bytes": [("elastic", 1), ("sasrec-materialized", 2)],
+        },
     )
 
 

@@ -181,12 +181,35 @@ def _ffn_and_projections(s: Shape, rows: int) -> int:
     return _linear(rows, d, d) + 2 * _linear(rows, d, s.ffn_mult * d)
 
 
-def sasrec_layer_flops(s: Shape) -> tuple[int, int]:
-    """(attention core, the rest) of one SASRec layer: scores Q·Kᵀ 2·B·N²·d and weights·V
-    2·B·N²·d; qkv 6·B·N·d², then projection and FFN. SDPA counts the same as the materialized
-    form: FlopCounterMode charges fused attention for the full N×N square, causal or not."""
+# The terms of the formulas, as the lab's hover names them (`flops_terms`)
+QKV = "queries, keys, values"
+ATTENTION_CORE = "Q·Kᵀ and weights·V (∝ N²)"
+PROJECTION_FFN = "output projection + FFN"
+DISPATCHER_TERMS = "dispatchers' queries, keys, values"
+STAGE1_LOGITS = "stage-1 logits (∝ N·k)"
+CAUSAL_SCAN = "causal scan: chunk sums and carries (∝ N·k)"
+CHUNK_PRODUCTS = "causal scan: products inside chunks (∝ N·C)"
+LOCAL_WINDOW = "local window (∝ N·w_l)"
+LAST_POSITION = "last position: interests and stage 2 (∝ N·k)"
+RECOMPUTED = "forward recomputed in backward"
+
+
+def sasrec_layer_terms(s: Shape) -> dict[str, int]:
+    """One SASRec layer, term by term: scores Q·Kᵀ 2·B·N²·d and weights·V 2·B·N²·d; qkv
+    6·B·N·d², then projection and FFN. SDPA counts the same as the materialized form:
+    FlopCounterMode charges fused attention for the full N×N square, causal or not."""
     b, n, d = s.batch, s.seq_len, s.d_model
-    return 4 * b * n * n * d, _linear(b * n, d, 3 * d) + _ffn_and_projections(s, b * n)
+    return {
+        QKV: _linear(b * n, d, 3 * d),
+        ATTENTION_CORE: 4 * b * n * n * d,
+        PROJECTION_FFN: _ffn_and_projections(s, b * n),
+    }
+
+
+def sasrec_layer_flops(s: Shape) -> tuple[int, int]:
+    """(attention core, the rest) of one SASRec layer (see `sasrec_layer_terms`)."""
+    terms = sasrec_layer_terms(s)
+    return terms[ATTENTION_CORE], terms[QKV] + terms[PROJECTION_FFN]
 
 
 def _segments(s: Shape, streamed: bool) -> list[tuple[int, int]]:
@@ -217,21 +240,35 @@ def elastic_layer_flops(s: Shape, form: str = "causal", streamed: bool = False) 
     last (only position N-1, for inference): interests w1·v 2·B·k·N·d, stage 2 4·B·k·d, the
       last query on its w_l keys 4·B·w_l·d, then projection and FFN on one row per sequence.
     """
+    return sum(elastic_layer_terms(s, form, streamed).values())
+
+
+def elastic_layer_terms(s: Shape, form: str = "causal", streamed: bool = False) -> dict[str, int]:
+    """`elastic_layer_flops`, term by term (the terms sum to it)."""
     b, n, d, k, h = s.batch, s.seq_len, s.d_model, s.interests, s.heads
-    both = _linear(b * n, d, 3 * d) + _linear(b * k, d, 4 * d) + 2 * b * k * n * d
+    terms = {
+        QKV: _linear(b * n, d, 3 * d),
+        DISPATCHER_TERMS: _linear(b * k, d, 4 * d),
+        STAGE1_LOGITS: 2 * b * k * n * d,
+    }
     if form == "last":
-        local = 4 * b * min(s.local_window, n) * d
-        return both + 2 * b * k * n * d + 4 * b * k * d + local + _ffn_and_projections(s, b)
-    dispatch = 0
+        terms[LAST_POSITION] = 2 * b * k * n * d + 4 * b * k * d
+        terms[LOCAL_WINDOW] = 4 * b * min(s.local_window, n) * d
+        terms[PROJECTION_FFN] = _ffn_and_projections(s, b)
+        return terms
+    scan = products = local = 0
     for tokens, tail in _segments(s, streamed):
         c = min(s.chunk, tokens)
         n_pad = math.ceil(tokens / c) * c
-        dispatch += 6 * b * n_pad * k * d + 4 * b * n_pad * c * d + 4 * b * h * n_pad * c * k
+        scan += 6 * b * n_pad * k * d
+        products += 4 * b * n_pad * c * d + 4 * b * h * n_pad * c * k
         if s.local_window:
             keys = tokens + tail
             w = min(s.local_window, keys)
-            dispatch += 8 * b * math.ceil(keys / w) * w * w * d
-    return both + dispatch + _ffn_and_projections(s, b * n)
+            local += 8 * b * math.ceil(keys / w) * w * w * d
+    terms |= {CAUSAL_SCAN: scan, CHUNK_PRODUCTS: products, LOCAL_WINDOW: local}
+    terms[PROJECTION_FFN] = _ffn_and_projections(s, b * n)
+    return terms
 
 
 def loss_rows(form: str, s: Shape, context_len: float | None = None) -> float:
@@ -246,10 +283,11 @@ def loss_rows(form: str, s: Shape, context_len: float | None = None) -> float:
     return s.batch * (n - context_len + 1)
 
 
-def flops_breakdown(
+def _flop_items(
     form: str, mode: str, s: Shape, context_len: float | None = None
-) -> dict[str, float]:
-    """FLOPs of the whole model by part, backward included for mode "train".
+) -> list[tuple[str, str, float]]:
+    """(part, term, FLOPs) of one call, backward included for mode "train": grouped by part
+    they are `flops_breakdown`, by term `flops_terms`; either way they sum to `flops`.
 
     infer: `model(ids)` — logits at the last position only (head 2·B·d·(|I|+1)); ELASTIC's last
     layer is the 'last' form. train: `model.training_loss(ids, ids)` — all layers causal, the
@@ -259,42 +297,72 @@ def flops_breakdown(
     _check_mode(mode)
     train = mode == "train"
     grad = 3 if train else 1  # forward + two backward products
-    parts: dict[str, float] = {}
+    items: list[tuple[str, str, float]] = []
     if form == "elastic":
         # Layers run segment by segment (streamed); inference runs the last one as 'last'.
-        # Recomputing training runs each segment's forward again in backward (4×), except
-        # what lies outside the checkpoint (the dispatchers' queries, keys and values) or
-        # after the last tensor backward needs (the FFN's output product: non-reentrant
-        # checkpoint stops early).
-        again = 4 if train and s.recomputes else grad
+        # Recomputing training runs each segment's forward again in backward (4× = 3× + the
+        # recomputed forward), except what lies outside the checkpoint (the dispatchers'
+        # queries, keys and values) or after the last tensor backward needs (the FFN's output
+        # product: non-reentrant checkpoint stops early).
+        recompute = train and s.recomputes
         once = _linear(s.batch * s.interests, s.d_model, 4 * s.d_model) + _linear(
             s.batch * s.seq_len, s.ffn_mult * s.d_model, s.d_model
         )
-        parts["query network"] = again * query_network_flops(s)
-        parts["product-key memory"] = grad * memory_flops(s)
+        query = query_network_flops(s)
+        items.append(("query network", "query network", grad * query))
+        if recompute:
+            items.append(("query network", RECOMPUTED, query))
+        items.append(("product-key memory", "product-key memory", grad * memory_flops(s)))
         for i in range(s.layers):
+            part = f"layer {i + 1}"
             if not train and i == s.layers - 1:
-                layer = elastic_layer_flops(s, "last")
-            elif train and s.recomputes:
-                layer = 4 * elastic_layer_flops(s, "causal", streamed=True) - once
-            else:
-                layer = grad * elastic_layer_flops(s, "causal", streamed=True)
-            parts[f"layer {i + 1}"] = layer
+                items += [(part, t, v) for t, v in elastic_layer_terms(s, "last").items()]
+                continue
+            terms = elastic_layer_terms(s, "causal", streamed=True)
+            items += [(part, t, grad * v) for t, v in terms.items()]
+            if recompute:
+                items.append((part, RECOMPUTED, sum(terms.values()) - once))
     elif form == "none":
         for i in range(s.layers):
-            parts[f"layer {i + 1}"] = grad * 2 * _linear(s.batch * s.seq_len, s.d_model,
-                                                         s.ffn_mult * s.d_model)
+            ffn = 2 * _linear(s.batch * s.seq_len, s.d_model, s.ffn_mult * s.d_model)
+            items.append((f"layer {i + 1}", "FFN", grad * ffn))
     else:
-        core, rest = sasrec_layer_flops(s)
         # fused attention's backward recomputes the scores: 5 products to the forward's 2
         core_grad = (3.5 if form == "sasrec-sdpa" else 3) if train else 1
         for i in range(s.layers):
-            parts[f"layer {i + 1}"] = core_grad * core + grad * rest
+            for term, value in sasrec_layer_terms(s).items():
+                factor = core_grad if term == ATTENTION_CORE else grad
+                items.append((f"layer {i + 1}", term, factor * value))
     if train:  # per row: logits of the real items h · E[1:]ᵀ, again in backward, two grads
-        parts["loss"] = 4 * 2 * s.d_model * s.items * loss_rows(form, s, context_len)
+        rows = loss_rows(form, s, context_len)
+        items.append(("loss", "loss over the catalogue", 4 * 2 * s.d_model * s.items * rows))
     else:  # per user: logits = h · Eᵀ, the padding column included
-        parts["head"] = 2 * s.d_model * (s.items + 1) * s.batch
-    return parts
+        items.append(("head", "scores over the catalogue", 2 * s.d_model * (s.items + 1) * s.batch))
+    return items
+
+
+def _grouped(items: list[tuple[str, str, float]], by: int) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for item in items:
+        out[item[by]] = out.get(item[by], 0) + item[2]
+    return out
+
+
+def flops_breakdown(
+    form: str, mode: str, s: Shape, context_len: float | None = None
+) -> dict[str, float]:
+    """FLOPs of the whole model by part (query network, memory, layer 1..L, head or loss)."""
+    return _grouped(_flop_items(form, mode, s, context_len), by=0)
+
+
+def flops_terms(
+    form: str, mode: str, s: Shape, context_len: float | None = None
+) -> dict[str, float]:
+    """FLOPs of the whole model by term of its formula, summed over the layers (QKV, N² core
+    or stage-1 logits and causal scan, projection + FFN, ...): what the lab's hover lists.
+    Terms that cost nothing at this shape are left out; the rest sum to `flops`."""
+    terms = _grouped(_flop_items(form, mode, s, context_len), by=1)
+    return {term: value for term, value in terms.items() if value}
 
 
 def flops(form: str, mode: str, s: Shape, context_len: float | None = None) -> float:
@@ -442,13 +510,29 @@ def peak_bytes(form: str, mode: str, s: Shape) -> float:
     a layer's, the recomputed query network's: they happen at different times), plus the
     gradients. infer: the embedded batch (held throughout) plus the largest working set.
     """
+    return sum(peak_bytes_terms(form, mode, s).values())
+
+
+def peak_bytes_terms(form: str, mode: str, s: Shape) -> dict[str, float]:
+    """`peak_bytes`, term by term (they sum to it): infer, the embedded batch and the largest
+    working set (named by its part); train, what each part saves for backward (the layers
+    together), the largest backward transient (named) and the gradients."""
     parts = _part_bytes(form, mode, s)
     if mode == "infer":
-        return parts["embedding"][1] + max(
-            cost[1] for name, cost in parts.items() if name != "embedding"
+        name, largest = max(
+            ((name, cost[1]) for name, cost in parts.items() if name != "embedding"),
+            key=lambda pair: pair[1],
         )
-    saved = sum(cost[0] for cost in parts.values())
-    return saved + max(cost[2] for cost in parts.values()) + parameter_bytes(form, s)
+        return {"embedded batch": parts["embedding"][1], f"largest working set ({name})": largest}
+    terms: dict[str, float] = {}
+    for name, cost in parts.items():
+        if cost[0]:
+            key = f"saved for backward: {'layers' if name.startswith('layer') else name}"
+            terms[key] = terms.get(key, 0.0) + cost[0]
+    name, transient = max(((n, c[2]) for n, c in parts.items()), key=lambda pair: pair[1])
+    terms[f"largest backward transient ({name})"] = transient
+    terms["gradients"] = parameter_bytes(form, s)
+    return terms
 
 
 # ----------------------------------------------------------------------------------------------

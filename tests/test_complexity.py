@@ -7,7 +7,10 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from elastic.complexity import (
+    ATTENTION_CORE,
     FORMS,
+    RECOMPUTED,
+    STAGE1_LOGITS,
     GiB,
     MiB,
     Shape,
@@ -17,9 +20,12 @@ from elastic.complexity import (
     cpu_peak_bytes,
     cpu_peak_self_check,
     flops,
+    flops_breakdown,
+    flops_terms,
     measure,
     measure_side_by_side,
     peak_bytes,
+    peak_bytes_terms,
     training_peak_bytes,
     training_state_bytes,
 )
@@ -262,3 +268,30 @@ def test_the_attention_free_floor_has_no_attention_and_the_rest_of_the_model():
     missing = {n for n, _ in sasrec.named_parameters()} - {n for n, _ in floor.named_parameters()}
     assert missing and all(".attn." in name or ".norm1." in name for name in missing)
     assert flops("none", "train", s) < flops("sasrec-sdpa", "train", s)
+
+
+@pytest.mark.parametrize("mode", ["infer", "train"])
+@pytest.mark.parametrize(("form", "changes"), CASES)
+def test_the_terms_the_lab_lists_sum_to_the_plotted_value(form, changes, mode):
+    for s in (replace(SMALL, **changes), replace(SMALL, seq_len=1024, **changes)):
+        terms = flops_terms(form, mode, s, context_len=3)
+        assert sum(terms.values()) == pytest.approx(flops(form, mode, s, context_len=3), rel=1e-12)
+        assert sum(flops_breakdown(form, mode, s, 3).values()) == pytest.approx(
+            sum(terms.values()), rel=1e-12
+        )
+        assert all(value > 0 for value in terms.values())
+        memory = peak_bytes_terms(form, mode, s)
+        assert sum(memory.values()) == pytest.approx(peak_bytes(form, mode, s), rel=1e-12)
+
+
+def test_each_term_grows_as_its_formula_says():
+    def terms(form, n, mode="infer"):
+        return flops_terms(form, mode, Shape(batch=4, seq_len=n))
+
+    for form in ("sasrec-sdpa", "sasrec-materialized"):
+        assert terms(form, 4096)[ATTENTION_CORE] == 4 * terms(form, 2048)[ATTENTION_CORE]
+    assert terms("elastic", 4096)[STAGE1_LOGITS] == 2 * terms("elastic", 2048)[STAGE1_LOGITS]
+    assert ATTENTION_CORE not in terms("elastic", 4096)
+    # training recomputes long histories' forward in backward, short ones not (Shape.recomputes)
+    assert RECOMPUTED in terms("elastic", 1024, "train")
+    assert RECOMPUTED not in terms("elastic", 256, "train")

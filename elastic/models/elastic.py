@@ -128,6 +128,11 @@ class ElasticIntermediates:
     whole history); stage-2 row t is position t's weights over the interest vectors *at t*.
     The last row of stage 2 and the stage-1 weights are therefore one consistent pair — the
     two stages of the prediction the model makes.
+
+    The logits are what enters each softmax, so a view can show the softmax of one weight with
+    its real numbers: stage-1 weights = softmax over [sink logit, stage-1 logits] (the logits
+    already capped, cap·tanh(s/cap); −inf at padding), stage-2 weights = softmax over the k
+    stage-2 logits (q_t·I_j(t)/√dh + log g_j; −inf for a knocked-out dispatcher).
     """
 
     stage1_weights: torch.Tensor  # (B, L, h, k, N): dispatcher j's weights over the history
@@ -139,6 +144,9 @@ class ElasticIntermediates:
     memory_scores: torch.Tensor = field(repr=False)  # (B, k): product-key scores of the slots
     # (B, L, h, k): the weight each dispatcher keeps on itself (its memory value), = 1 − Σ_N
     stage1_sink: torch.Tensor | None = field(default=None, repr=False)
+    stage1_logits: torch.Tensor | None = field(default=None, repr=False)  # (B, L, h, k, N)
+    stage1_sink_logits: torch.Tensor | None = field(default=None, repr=False)  # (B, L, h, k)
+    stage2_logits: torch.Tensor | None = field(default=None, repr=False)  # (B, L, h, N, k)
 
 
 @dataclass(frozen=True)
@@ -401,7 +409,8 @@ def causal_dispatch(dq, kx, vx, q2, log_gates, valid, cap: float, chunk: int, sh
     (−2·cap, 2·cap) (no overflow, and full precision for cap <= 20), and den >= 1 (the sink),
     so dividing by it — forward or backward — never divides by a vanishing sum.
     `shift` (B,h,k) must lie in (−cap, cap): the sink's capped logit.
-    Returns out (B,h,n,dh), stage-2 weights (B,h,n,k), and (num, den) after the segment.
+    Returns out (B,h,n,dh), the stage-2 logits (B,h,n,k) — the weights are their softmax over
+    k — and (num, den) after the segment.
     """
     dtype = vx.dtype
     work = torch.promote_types(dtype, torch.float32)  # never scan in half precision
@@ -438,16 +447,25 @@ def causal_dispatch(dq, kx, vx, q2, log_gates, valid, cap: float, chunk: int, sh
     ue = (u @ e_c.transpose(-2, -1)).masked_fill_(~tril, 0.0)  # (B,h,nc,C,C): Σ_j u_tj e_js
     out = (ue @ v_c).add_(u @ carry)  # (B,h,nc,C,dh); in place: bmm's backward needs no output
     out = out.reshape(b, h, np_, dh)[:, :, pad:]
-    return out.to(dtype), w2.reshape(b, h, np_, k)[:, :, pad:], num_after, den_t[:, :, -1]
+    return out.to(dtype), logits.reshape(b, h, np_, k)[:, :, pad:], num_after, den_t[:, :, -1]
+
+
+def stage1_logits(dq, kx, valid, cap: float) -> torch.Tensor:
+    """Capped stage-1 logits a = cap·tanh(dq·kx/√dh / cap) (B,h,k,N), −inf at padding."""
+    a = softcap(dq @ kx.transpose(-2, -1) / math.sqrt(dq.shape[-1]), cap)  # (B,h,k,N)
+    return a.masked_fill(~valid[:, None, None, :], float("-inf"))
 
 
 def stage1_weights(dq, kx, valid, cap: float, sink: torch.Tensor):
     """Stage-1 softmax over the sink and all real tokens (what the last position reads).
 
     Returns the token weights (B,h,k,N) and the sink's weight (B,h,k); they sum to 1."""
-    a = softcap(dq @ kx.transpose(-2, -1) / math.sqrt(dq.shape[-1]), cap)  # (B,h,k,N)
-    a = a.masked_fill(~valid[:, None, None, :], float("-inf"))
-    w = torch.cat([sink.unsqueeze(-1), a], -1).softmax(-1)  # (B,h,k,1+N)
+    return stage1_softmax(stage1_logits(dq, kx, valid, cap), sink)
+
+
+def stage1_softmax(logits: torch.Tensor, sink: torch.Tensor):
+    """softmax over [sink (B,h,k), logits (B,h,k,N)] -> token weights (B,h,k,N), sink (B,h,k)."""
+    w = torch.cat([sink.unsqueeze(-1), logits], -1).softmax(-1)  # (B,h,k,1+N)
     return w[..., 1:], w[..., 0]
 
 
@@ -565,12 +583,12 @@ class LinearDispatcherAttention(nn.Module):
     def forward(self, x: torch.Tensor, terms: Dispatchers, valid: torch.Tensor,
                 state: LayerState, branches: Branches = Branches()):
         """The causal segment step: x (B,n,d) and valid (B,n) are the n tokens that follow
-        `state`. Returns (output (B,n,d), the state after them, stage-2 weights (B,h,n,k))."""
+        `state`. Returns (output (B,n,d), the state after them, stage-2 logits (B,h,n,k))."""
         n = x.shape[1]
         kx, vx, q2 = self._tokens(x)
-        y, w2, num, den = causal_dispatch(terms.queries, self._keys1(kx), vx, q2,
-                                          terms.log_gates, valid, self.cap, self.chunk,
-                                          terms.sink_logit.detach(), state.num, state.den)
+        y, logits2, num, den = causal_dispatch(terms.queries, self._keys1(kx), vx, q2,
+                                               terms.log_gates, valid, self.cap, self.chunk,
+                                               terms.sink_logit.detach(), state.num, state.den)
         if not branches.dispatch:
             y = torch.zeros_like(y)
         tail_k, tail_v, tail_valid = state.tail_k, state.tail_v, state.tail_valid
@@ -584,7 +602,7 @@ class LinearDispatcherAttention(nn.Module):
                                         self.local_window)[:, :, -n:]
             w = self.local_window
             tail_k, tail_v, tail_valid = keys[:, :, -w:], values[:, :, -w:], keys_valid[:, -w:]
-        return (self._residual(x, y), LayerState(num, den, tail_k, tail_v, tail_valid), w2)
+        return (self._residual(x, y), LayerState(num, den, tail_k, tail_v, tail_valid), logits2)
 
     def last(self, x: torch.Tensor, terms: Dispatchers, valid: torch.Tensor,
              branches: Branches = Branches()) -> torch.Tensor:
@@ -607,13 +625,14 @@ class LinearDispatcherAttention(nn.Module):
 
     def maps(self, x: torch.Tensor, terms: Dispatchers, valid: torch.Tensor):
         """Stage-1 weights of the last position's interest vectors: tokens (B,h,k,N), sink
-        (B,h,k), and the interest vectors (B,k,d) they make."""
+        (B,h,k), the interest vectors (B,k,d) they make, and the token logits (B,h,k,N) the
+        weights are the softmax of (with the sink's, `terms.sink_logit`)."""
         kx, vx, _ = self._tokens(x)
-        w1, sink = stage1_weights(terms.queries, self._keys1(kx), valid, self.cap,
-                                      terms.sink_logit)
+        logits = stage1_logits(terms.queries, self._keys1(kx), valid, self.cap)
+        w1, sink = stage1_softmax(logits, terms.sink_logit)
         interests = w1 @ vx + sink.unsqueeze(-1) * terms.sink_value  # (B,h,k,dh)
         b, d = x.shape[0], x.shape[-1]
-        return w1, sink, interests.transpose(1, 2).reshape(b, -1, d)
+        return w1, sink, interests.transpose(1, 2).reshape(b, -1, d), logits
 
     def _keys1(self, kx: torch.Tensor) -> torch.Tensor:
         """Stage-1 keys: the token keys, unit-normalised when stage 1 compares by cosine."""
@@ -712,7 +731,7 @@ class ElasticModel(SequentialRecommender):
 
     def _causal(self, layer, x, terms, valid, branches, want_weights: bool = False):
         """One layer over the whole history, segment by segment: (B,N,d) and, if asked, the
-        stage-2 weights (B,h,N,k)."""
+        stage-2 logits (B,h,N,k) (the weights are their softmax)."""
         state = layer.initial_state(terms)
         recompute = self.recompute and torch.is_grad_enabled()
         outs, weights = [], []
@@ -721,13 +740,13 @@ class ElasticModel(SequentialRecommender):
         segment = self.config.stream_segment
         for xs, vs in zip(x.split(segment, 1), valid.split(segment, 1), strict=True):
             if recompute:
-                out, state, w2 = checkpoint(layer, xs, terms, vs, state, branches,
-                                            use_reentrant=False)
+                out, state, logits2 = checkpoint(layer, xs, terms, vs, state, branches,
+                                                 use_reentrant=False)
             else:
-                out, state, w2 = layer(xs, terms, vs, state, branches)
+                out, state, logits2 = layer(xs, terms, vs, state, branches)
             outs.append(out)
             if want_weights:
-                weights.append(w2)
+                weights.append(logits2)
         hidden = outs[0] if len(outs) == 1 else torch.cat(outs, 1)
         return hidden, (torch.cat(weights, 2) if want_weights else None)
 
@@ -783,23 +802,29 @@ class ElasticModel(SequentialRecommender):
     def _with_intermediates(self, item_ids, retrieval, query, change):
         x, valid = self.embedding(item_ids), item_ids != PAD
         branches = Branches(change.dispatch, change.local_window)
-        stage1, sinks, stage2, interests = [], [], [], []
+        stage1, sinks, logits1, sink_logits, logits2, interests = [], [], [], [], [], []
         for layer, terms in zip(self.layers, self._terms(retrieval, change), strict=True):
-            w1, sink, vectors = layer.maps(x, terms, valid)
-            x, w2 = self._causal(layer, x, terms, valid, branches, want_weights=True)
+            w1, sink, vectors, a = layer.maps(x, terms, valid)
+            x, scores2 = self._causal(layer, x, terms, valid, branches, want_weights=True)
             stage1.append(w1)
             sinks.append(sink)
-            stage2.append(w2)
+            logits1.append(a)
+            sink_logits.append(terms.sink_logit)
+            logits2.append(scores2)
             interests.append(vectors)
+        stage2_logits = torch.stack(logits2, 1)  # (B,L,h,N,k)
         inter = ElasticIntermediates(
             stage1_weights=torch.stack(stage1, 1),
-            stage2_weights=torch.stack(stage2, 1),
+            stage2_weights=stage2_logits.softmax(-1),  # the kernel's own softmax of them
             slot_ids=retrieval.slot_ids,
             gates=retrieval.gates,
             query=query,
             interest_vectors=torch.stack(interests, 1),
             memory_scores=retrieval.scores,
             stage1_sink=torch.stack(sinks, 1),
+            stage1_logits=torch.stack(logits1, 1),
+            stage1_sink_logits=torch.stack(sink_logits, 1),
+            stage2_logits=stage2_logits,
         )
         return self.scores(self.final_norm(x)[:, -1]), inter
 

@@ -33,6 +33,11 @@ class UserView:
     slot_ids: np.ndarray  # (k,) memory slots of the dispatchers, best first
     gates: np.ndarray  # (k,) their gates (sum to 1)
     interest_vectors: np.ndarray  # (L, k, d): stage-1 outputs over the whole history
+    # what the softmaxes read (elastic.viz.softmax shows one weight's): stage 1 over
+    # [sink, positions], stage 2 over the k interests
+    stage1_logits: np.ndarray | None = None  # (L, h, k, n): capped
+    stage1_sink_logits: np.ndarray | None = None  # (L, h, k)
+    stage2_logits: np.ndarray | None = None  # (L, h, n, k)
 
 
 def user_history(data: InteractionData, user_index: int) -> tuple[np.ndarray, int]:
@@ -61,6 +66,9 @@ def elastic_user_view(model: ElasticModel, data: InteractionData, user_index: in
         slot_ids=inter.slot_ids[0].cpu().numpy(),
         gates=inter.gates[0].float().cpu().numpy(),
         interest_vectors=inter.interest_vectors[0].float().cpu().numpy(),
+        stage1_logits=inter.stage1_logits[0, ..., -n:].float().cpu().numpy(),
+        stage1_sink_logits=inter.stage1_sink_logits[0].float().cpu().numpy(),
+        stage2_logits=inter.stage2_logits[0, :, :, -n:].float().cpu().numpy(),
     )
 
 
@@ -164,6 +172,24 @@ def gathered_items(stage1_row: np.ndarray, history: np.ndarray, top: int = 10):
         if len(items) == top:
             break
     return np.array(items, dtype=np.int64), np.array(weights)
+
+
+def with_position(
+    items: np.ndarray, weights: np.ndarray, stage1_row: np.ndarray, history: np.ndarray,
+    position: int | None,
+) -> tuple[np.ndarray, np.ndarray, int | None]:
+    """The gathered items with the item at history index `position` marked: (items, weights,
+    its index). An item outside the list is appended with its weight at that position; None
+    (no position, or one past this history) leaves the list as it is."""
+    if position is None or not 0 <= position < len(history):
+        return items, weights, None
+    item = int(history[position])
+    hits = np.flatnonzero(np.asarray(items) == item)
+    if hits.size:
+        return items, weights, int(hits[0])
+    items = np.append(np.asarray(items, dtype=np.int64), item)
+    weights = np.append(np.asarray(weights, dtype=float), float(stage1_row[position]))
+    return items, weights, len(items) - 1
 
 
 def planted_interests_of_history(data: InteractionData, user_index: int, n: int) -> np.ndarray:

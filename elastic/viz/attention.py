@@ -2,7 +2,12 @@
 and the stage-2 weights (each history token reads the k interests), on one shared x-axis.
 
 Stage 2 is N × k in the model; it is drawn transposed (interests down, history across) so the
-two grids line up position by position: a stage-1 row sums to 1, a stage-2 column sums to 1.
+two grids line up position by position: a stage-1 row sums to 1 with the weight the dispatcher
+keeps on itself (its sink), a stage-2 column sums to 1. `dispatcher_maps_figure` stacks both
+over one x-axis, so hovering a position draws a line through both. A selected position (a
+history index) is outlined in every view that shows it: both grids, the ranked items
+(`RankedItems.highlight`) and the planted-interest strip. `model_view_figure` draws every layer
+and head at once, small, as BertViz's model view does.
 """
 
 from __future__ import annotations
@@ -13,8 +18,14 @@ from dataclasses import dataclass
 import numpy as np
 import plotly.graph_objects as go
 
-from elastic.viz.grid import square_grid
-from elastic.viz.style import WEIGHT_SCALE, base_layout, category_color, panels_layout
+from elastic.viz.grid import square_grid, stack_grids
+from elastic.viz.style import (
+    SELECTED_COLOR,
+    WEIGHT_SCALE,
+    base_layout,
+    category_color,
+    panels_layout,
+)
 
 
 def dispatcher_labels(slot_ids: Sequence[int], gates: Sequence[float]) -> list[str]:
@@ -58,9 +69,12 @@ def stage1_figure(
     gates: Sequence[float],
     selected: int | None = None,
     title: str | None = None,
+    position: int | None = None,
 ) -> go.Figure:
-    """stage1 (k, n) weights of dispatcher j over history position t; click a row to pick j.
-    `title` replaces the default one (the app titles the maps of an intervention)."""
+    """stage1 (k, n) weights of dispatcher j over history position t; a click on a cell picks j
+    and t.
+    `title` replaces the default one (the app titles the maps of an intervention); `position`
+    (an index into the history) outlines that column, and its cell in the selected row."""
     stage1 = np.asarray(stage1)
     k, n = stage1.shape
     return square_grid(
@@ -74,8 +88,9 @@ def stage1_figure(
         cmax=float(stage1.max()) if stage1.size else 1.0,
         colorbar_title="weight",
         x_title="history position (oldest → most recent)",
-        selected_rows=() if selected is None else (selected,),
-        title=title or "Stage 1 — each dispatcher gathers over the history (each row sums to 1)",
+        **_selection(selected, position),
+        title=title
+        or "Stage 1 — each dispatcher gathers over the history (a row and its sink sum to 1)",
     )
 
 
@@ -88,6 +103,7 @@ def stage2_figure(
     gates: Sequence[float],
     selected: int | None = None,
     title: str | None = None,
+    position: int | None = None,
 ) -> go.Figure:
     """stage2 (n, k) weights of token t over the k interests, drawn as (k, n)."""
     weights = np.asarray(stage2).T  # (k, n)
@@ -103,9 +119,40 @@ def stage2_figure(
         cmax=float(weights.max()) if weights.size else 1.0,  # contrast; the bar gives the scale
         colorbar_title="weight",
         x_title="history position (oldest → most recent)",
-        selected_rows=() if selected is None else (selected,),
+        **_selection(selected, position),
         title=title or "Stage 2 — each position reads the k interests (each column sums to 1)",
     )
+
+
+def _selection(selected: int | None, position: int | None) -> dict:
+    """square_grid's outlines for a selected dispatcher row and history position."""
+    return {
+        "selected_rows": () if selected is None else (selected,),
+        "selected_cols": () if position is None else (position,),
+        "selected_cells": () if None in (selected, position) else ((selected, position),),
+    }
+
+
+def dispatcher_maps_figure(
+    stage1: np.ndarray,
+    stage2: np.ndarray,
+    history: np.ndarray,
+    titles: Sequence[str],
+    genres: Sequence[str] | None,
+    slot_ids: Sequence[int],
+    gates: Sequence[float],
+    selected: int | None = None,
+    position: int | None = None,
+    titles_of_stages: tuple[str | None, str | None] = (None, None),
+) -> go.Figure:
+    """Stage 1 (k, n) over stage 2 (n, k, drawn transposed) on one shared x-axis: a column is one
+    history position in both, and hovering it draws a line through both. The cells of both carry
+    customdata [dispatcher, position, item], so a click on either reads the same way."""
+    one = stage1_figure(stage1, history, titles, genres, slot_ids, gates, selected,
+                        titles_of_stages[0], position)  # fmt: skip
+    two = stage2_figure(stage2, history, titles, genres, slot_ids, gates, selected,
+                        titles_of_stages[1], position)  # fmt: skip
+    return stack_grids([one, two])
 
 
 @dataclass
@@ -118,6 +165,7 @@ class RankedItems:
     x_title: str = ""
     colors: Sequence[str] | None = None
     hover: Sequence[str] | None = None
+    highlight: int | None = None  # the bar of the selected history position: outlined, marked
 
 
 def ranked_items_figure(panels: Sequence[RankedItems]) -> go.Figure:
@@ -128,13 +176,20 @@ def ranked_items_figure(panels: Sequence[RankedItems]) -> go.Figure:
     for i, panel in enumerate(panels):
         suffix = "" if i == 0 else str(i + 1)
         labels, values = list(panel.labels), list(panel.values)
+        marker: dict = {"color": list(panel.colors) if panel.colors else "#0F766E"}
+        if panel.highlight is not None:
+            marker["line"] = {
+                "color": SELECTED_COLOR,
+                "width": [3 if r == panel.highlight else 0 for r in range(len(labels))],
+            }
+            labels[panel.highlight] = "▶ " + labels[panel.highlight]
         traces.append(
             {
                 "type": "bar",
                 "x": values,
                 "y": list(range(len(labels))),
                 "orientation": "h",
-                "marker": {"color": list(panel.colors) if panel.colors else "#0F766E"},
+                "marker": marker,
                 "hovertext": list(panel.hover) if panel.hover else labels,
                 "hovertemplate": f"%{{hovertext}}<br>{panel.x_title or 'value'}: %{{x:.3g}}"
                 "<extra></extra>",
@@ -163,11 +218,13 @@ def interest_strip_figure(
     assigned: np.ndarray,
     interest_names: Sequence[str],
     titles: Sequence[str],
+    position: int | None = None,
 ) -> go.Figure:
     """Two rows over the history: each item's planted interest, and the dispatcher that gathers
     it most, coloured by the planted interest that dispatcher gathers most often — so equal
     colours in a column mean the dispatcher recovered the planted interest. One trace (and one
-    legend entry) per planted interest, in the colour-blind-safe categorical palette."""
+    legend entry) per planted interest, in the colour-blind-safe categorical palette.
+    `position` (a history index) outlines that column."""
     planted = np.asarray(planted)
     assigned = np.asarray(assigned)
     n = planted.size
@@ -214,6 +271,17 @@ def interest_strip_figure(
         range=[-0.6, 1.6],
     )
     fig.update_xaxes(title="history position (oldest → most recent)", showgrid=False)
+    if position is not None:
+        fig.add_shape(
+            type="rect",
+            x0=position + 0.5,
+            x1=position + 1.5,
+            y0=-0.5,
+            y1=1.5,
+            line=dict(color=SELECTED_COLOR, width=2),
+            fillcolor="rgba(0,0,0,0)",
+            layer="above",
+        )
     fig = base_layout(fig, height=190, title=None)
     fig.update_layout(
         showlegend=True,
@@ -221,3 +289,120 @@ def interest_strip_figure(
         margin_t=40,
     )
     return fig
+
+
+def model_view_figure(
+    maps: np.ndarray,
+    stage: int = 1,
+    selected: tuple[int, int | None] | None = None,
+    across: int = 8,
+) -> go.Figure:
+    """Every layer and head at once, small (BertViz's model view): one panel per layer (rows)
+    and head (columns), plus the mean of the heads (the last column), each a dispatchers ×
+    positions map on one colour scale shared by all panels, so a faint head is faint.
+
+    maps: stage 1 (L, h, k, n) or stage 2 (L, h, n, k, drawn transposed). `selected` = (layer,
+    head), head None for the mean, is outlined. All panels are one heatmap on one pair of axes,
+    blank (NaN) rows and columns between them: one subplot instead of L·(h+1) keeps the browser's
+    layout work small. A heatmap returns no click in Streamlit, so each panel is covered by a
+    lattice of invisible markers (`across` per row, at its top, middle and bottom) carrying
+    customdata [layer, column] (column h = the mean): `grid.clicked_cell` reads a click on a
+    panel as (layer, column). `panel_origin` gives a panel's top-left cell.
+    """
+    maps = np.asarray(maps, dtype=float)
+    if stage == 2:
+        maps = maps.swapaxes(-1, -2)  # (L, h, k, n)
+    num_layers, heads, k, n = maps.shape
+    panels = np.concatenate([maps, maps.mean(1, keepdims=True)], axis=1)  # (L, h+1, k, n)
+    cols = heads + 1
+    gap_x, gap_y = _model_view_gaps(k, n)
+    z = np.full((num_layers * (k + gap_y) - gap_y, cols * (n + gap_x) - gap_x), np.nan)
+    annotations, lattice_x, lattice_y, custom, hover = [], [], [], [], []
+    spots = np.unique(np.linspace(0, n - 1, min(across, n)).round().astype(int))
+    rows_at = sorted({0, (k - 1) // 2, k - 1})
+    for layer in range(num_layers):
+        for col in range(cols):
+            top, left = panel_origin(layer, col, k, n)
+            z[top : top + k, left : left + n] = panels[layer, col]
+            name = "mean of heads" if col == heads else f"head {col + 1}"
+            label = f"layer {layer + 1} · {name}"
+            annotations.append(
+                {
+                    "text": label,
+                    "x": left - 0.5,
+                    "y": top - 0.5,
+                    "xanchor": "left",
+                    "yanchor": "bottom",
+                    "showarrow": False,
+                    "font": {"size": 12},
+                }
+            )
+            for r in rows_at:
+                for c in spots:
+                    lattice_x.append(int(left + c))
+                    lattice_y.append(int(top + r))
+                    custom.append([layer, col])
+                    hover.append(f"{label}<br>click to enlarge")
+    traces = [
+        {
+            "type": "heatmap",
+            "z": z,  # NaN: a blank cell between panels
+            "colorscale": WEIGHT_SCALE,
+            "zmin": 0.0,
+            "zmax": float(panels.max()) if panels.size else 1.0,
+            "colorbar": {"title": {"text": "weight", "side": "right"}, "thickness": 10},
+            "hoverinfo": "skip",
+            "name": "panels",
+        },
+        {
+            "type": "scatter",
+            "x": lattice_x,
+            "y": lattice_y,
+            "mode": "markers",
+            "marker": {"symbol": "square", "size": 10, "opacity": 0},
+            "customdata": custom,
+            "hovertext": hover,
+            "hoverinfo": "text",
+            "name": "click targets",
+        },
+    ]
+    shapes = []
+    if selected is not None:
+        layer, head = selected
+        top, left = panel_origin(layer, heads if head is None else head, k, n)
+        shapes.append(
+            {
+                "type": "rect",
+                "x0": left - 0.5 - gap_x / 3,
+                "x1": left + n - 0.5 + gap_x / 3,
+                "y0": top - 0.6,
+                "y1": top + k - 0.4,
+                "line": {"color": SELECTED_COLOR, "width": 2.5},
+                "layer": "above",
+            }
+        )
+    hidden = {"showticklabels": False, "ticks": "", "showgrid": False, "zeroline": False}
+    layout = {
+        "annotations": annotations,
+        "shapes": shapes,
+        "xaxis": {"range": [-0.5, z.shape[1] - 0.5], **hidden},
+        "yaxis": {"range": [z.shape[0] - 0.5, -1.5 - gap_y], **hidden},
+    }
+    fig = go.Figure(data=traces, layout=layout)
+    what = "gathers (stage 1)" if stage == 1 else "is read by each position (stage 2)"
+    return base_layout(
+        fig,
+        height=num_layers * (max(6 * k, 48) + 24) + 60,
+        title=f"Every layer and head: what each dispatcher {what} — click a panel to enlarge it",
+    )
+
+
+def _model_view_gaps(k: int, n: int) -> tuple[int, int]:
+    """(blank columns between heads, blank rows between layers): room for a panel's label."""
+    return max(2, n // 25), max(3, (k + 1) // 2)
+
+
+def panel_origin(layer: int, column: int, k: int, n: int) -> tuple[int, int]:
+    """(row, column) of the top-left cell of panel (layer, column) in `model_view_figure`."""
+    gap_x, gap_y = _model_view_gaps(k, n)
+    return layer * (k + gap_y), column * (n + gap_x)

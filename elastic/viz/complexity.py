@@ -1,6 +1,8 @@
 """Cost curves of the three attention forms over the history length N, on log-log axes whose
 ranges stay fixed while the sliders move (the curves move, the frame does not), with the
-crossover where ELASTIC becomes the cheaper one."""
+crossover where ELASTIC becomes the cheaper one. Hovering a point breaks its value into the
+terms of its formula (`elastic.complexity.flops_terms`, `peak_bytes_terms`), and slope-1 and
+slope-2 guide lines (∝ N, ∝ N²) show which growth each curve takes once N is large."""
 
 from __future__ import annotations
 
@@ -94,6 +96,34 @@ def log_ticks(lo: float, hi: float, unit: str) -> tuple[list[float], list[str]]:
     return [10.0**e for e in exponents], text
 
 
+def breakdown_text(terms: Mapping[str, float], unit: str) -> str:
+    """A point's value term by term, largest first, for a hover: 'share term: value' lines."""
+    total = sum(terms.values())
+    lines = []
+    for term, value in sorted(terms.items(), key=lambda kv: -kv[1]):
+        if value:
+            share = value / total
+            lines.append(
+                f"{'<1%' if share < 0.005 else f'{share:.0%}'}  {term}: "
+                f"{format_quantity(value, unit)}"
+            )
+    return "<br>".join(lines)
+
+
+GUIDE_COLOR = "#94A3B8"
+SLOPE_NAMES = {1: "∝ N (slope 1)", 2: "∝ N² (slope 2)"}
+
+
+def guide_line(
+    ns: Sequence[float], values: Sequence[float], slope: int, x_from: float
+) -> tuple[list[float], list[float]]:
+    """A straight line of slope `slope` on log-log axes, through a curve's last point and back
+    to `x_from`, with a point in between for its label: y = y_end·(x / N_end)^slope."""
+    n_end, y_end = float(ns[-1]), float(values[-1])
+    xs = [float(x_from), n_end / 16, n_end]
+    return xs, [y_end * (x / n_end) ** slope for x in xs]
+
+
 def cost_figure(
     ns: Sequence[int],
     curves: Mapping[str, Mapping[str, Sequence[float]]],
@@ -105,11 +135,16 @@ def cost_figure(
     crossovers: Mapping[str, tuple[float | None, str]] | None = None,
     baseline: str = "sasrec-sdpa",
     title: str | None = None,
+    breakdowns: Mapping[str, Mapping[str, Sequence[Mapping[str, float]]]] | None = None,
+    guides: Mapping[str, Sequence[tuple[str, int]]] | None = None,
 ) -> go.Figure:
     """One log-log panel per (quantity, panel title, unit) in `panels`, unit one of UNITS (for
     the ticks and the hovers); curves[form][quantity] holds one value per N in `ns`.
     `y_ranges[quantity]` fixes each panel's y-axis (data units); `crossovers[quantity]` marks
-    where ELASTIC becomes cheaper than `baseline`; a dotted line marks `current_n`."""
+    where ELASTIC becomes cheaper than `baseline`; a dotted line marks `current_n`.
+    `breakdowns[form][quantity]` holds each point's terms (they sum to the point's value): the
+    hover lists them. `guides[quantity]` = [(form, slope), ...]: a dotted line of that slope
+    through the form's last point."""
     layout = panels_layout([label for _, label, _ in panels])
     traces, shapes = [], []
     for i, (quantity, _label, unit) in enumerate(panels):
@@ -119,20 +154,44 @@ def cost_figure(
             if form not in curves or quantity not in curves[form]:
                 continue
             values = np.asarray(curves[form][quantity], dtype=float)
+            terms = (breakdowns or {}).get(form, {}).get(quantity)
+            trace = {
+                "type": "scatter",
+                "x": list(ns),
+                "y": np.where(values > 0, values, np.nan),  # log axes: 0 = a gap
+                "mode": "lines+markers",
+                "marker": {"size": 4},
+                "line": {"color": MODEL_COLORS[form], "dash": DASH[form], "width": 2.5},
+                "name": MODEL_NAMES[form],
+                "legendgroup": form,
+                "showlegend": i == 0,
+                "customdata": [format_quantity(v, unit) for v in values],
+                "hovertemplate": f"{MODEL_NAMES[form]}<br>N = %{{x:,}}<br>%{{customdata}}"
+                + ("<br>= %{text}" if terms else "")
+                + "<extra></extra>",
+                **axes,
+            }
+            if terms:
+                trace["text"] = [breakdown_text(point, unit) for point in terms]
+            traces.append(trace)
+        for form, slope in (guides or {}).get(quantity, ()):
+            values = np.asarray(curves[form][quantity], dtype=float)
+            if not values.size or values[-1] <= 0:
+                continue
+            xs, ys = guide_line(ns, values, slope, x_range[0])
             traces.append(
                 {
                     "type": "scatter",
-                    "x": list(ns),
-                    "y": np.where(values > 0, values, np.nan),  # log axes: 0 = a gap
-                    "mode": "lines+markers",
-                    "marker": {"size": 4},
-                    "line": {"color": MODEL_COLORS[form], "dash": DASH[form], "width": 2.5},
-                    "name": MODEL_NAMES[form],
-                    "legendgroup": form,
-                    "showlegend": i == 0,
-                    "customdata": [format_quantity(v, unit) for v in values],
-                    "hovertemplate": f"{MODEL_NAMES[form]}<br>N = %{{x:,}}<br>%{{customdata}}"
-                    "<extra></extra>",
+                    "x": xs,
+                    "y": ys,
+                    "mode": "lines+text",
+                    "line": {"color": GUIDE_COLOR, "dash": "dot", "width": 1.5},
+                    "text": ["", SLOPE_NAMES.get(slope, f"slope {slope}"), ""],
+                    "textposition": "top left",
+                    "textfont": {"color": "#64748B", "size": 11},
+                    "name": f"slope {slope} through {MODEL_NAMES[form]}",
+                    "showlegend": False,
+                    "hoverinfo": "skip",
                     **axes,
                 }
             )

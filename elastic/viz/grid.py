@@ -6,6 +6,9 @@ markers, one per cell. Each marker carries `customdata = [row, col, *extra]`, so
 the clicked cell from the selection event without knowing which trace was hit. The figures
 leave `clickmode` and `dragmode` unset on purpose: Streamlit sets them for
 `selection_mode="points"` (a drag mode of "select" would turn point clicks off).
+
+`stack_grids` draws several grids over one shared x-axis (the stage-1 and stage-2 maps, position
+by position), so that hovering a column draws one spike line through all of them.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ def square_grid(
     x_title: str = "",
     y_title: str = "",
     selected_rows: Sequence[int] = (),
+    selected_cols: Sequence[int] = (),
     selected_cells: Sequence[tuple[int, int]] = (),
     cell_px: int | None = None,
     title: str | None = None,
@@ -55,8 +59,9 @@ def square_grid(
     """values (R, C) -> a figure with one square marker per cell, coloured by value.
 
     Row r is drawn at y = r (row 0 on top), column c at x = x_labels[c] (default c). The one
-    trace holds the cells; `selected_rows` (whole rows) and `selected_cells` ((r, c) pairs) are
-    outlined by rectangles in the layout, which never intercept a click.
+    trace holds the cells; `selected_rows` (whole rows), `selected_cols` (whole columns, dashed)
+    and `selected_cells` ((r, c) pairs) are outlined by rectangles in the layout, which never
+    intercept a click.
     """
     values = np.asarray(values, dtype=float)
     rows, cols = values.shape
@@ -109,6 +114,17 @@ def square_grid(
         + [
             dict(
                 outline,
+                line=dict(color=SELECTED_COLOR, width=1.5, dash="dot"),
+                x0=x_at(c) - step / 2,
+                x1=x_at(c) + step / 2,
+                y0=-0.5,
+                y1=rows - 0.5,
+            )
+            for c in selected_cols
+        ]
+        + [
+            dict(
+                outline,
                 xsizemode="pixel",
                 xanchor=x_at(c),
                 x0=-half,
@@ -135,8 +151,70 @@ def square_grid(
     return base_layout(fig, height=height or grid_height(rows, px_), title=title)
 
 
-def clicked_cell(selection: dict | None) -> tuple[int, int] | None:
-    """(row, col) of the first point of a Streamlit plotly selection event, or None."""
+# the vertical line a hover draws through every panel of a stacked figure
+SPIKES = dict(
+    showspikes=True,
+    spikemode="across",  # across every y-axis anchored to this x-axis: all the panels
+    spikesnap="data",
+    spikedash="dot",
+    spikethickness=1,
+    spikecolor="#64748B",
+)
+
+
+def stack_grids(figures: Sequence[go.Figure], gap_px: int = 48) -> go.Figure:
+    """Figures made by `square_grid` (one x-axis, one y-axis each, the same columns), drawn top
+    to bottom over one shared x-axis: a column is the same position in every panel, and hovering
+    a cell draws a spike line through all of them (Plotly's `spikemode="across"` spans every
+    y-axis anchored to the x-axis). Each figure's title goes over its panel, its colour bar
+    beside it, its outlines onto its axes; panel heights keep each figure's row spacing."""
+    figures = list(figures)
+    plots = [max(int(f.layout.height or 0) - 70, 40) for f in figures]  # grid_height's extra
+    total = sum(plots) + gap_px * (len(figures) - 1)
+    layout: dict = {"annotations": [], "shapes": []}
+    traces = []
+    top = 1.0
+    for i, fig in enumerate(figures):
+        suffix = "" if i == 0 else str(i + 1)
+        domain = [max(top - plots[i] / total, 0.0), top]
+        top = domain[0] - gap_px / total
+        layout[f"yaxis{suffix}"] = fig.layout.yaxis.to_plotly_json() | {
+            "domain": domain,
+            "anchor": "x",
+        }
+        for trace in fig.data:
+            trace = trace.to_plotly_json() | {"xaxis": "x", "yaxis": f"y{suffix}"}
+            bar = trace.get("marker", {}).get("colorbar")
+            if bar is not None:
+                bar.update(y=sum(domain) / 2, len=domain[1] - domain[0], yanchor="middle")
+            traces.append(trace)
+        for shape in fig.layout.shapes:
+            layout["shapes"].append(shape.to_plotly_json() | {"xref": "x", "yref": f"y{suffix}"})
+        title = fig.layout.title.text
+        if title:
+            layout["annotations"].append(
+                {
+                    "text": title,
+                    "x": 0,
+                    "y": domain[1],
+                    "xref": "paper",
+                    "yref": "paper",
+                    "xanchor": "left",
+                    "yanchor": "bottom",
+                    "yshift": 4,
+                    "showarrow": False,
+                    "font": {"size": 15},
+                }
+            )
+    layout["xaxis"] = figures[-1].layout.xaxis.to_plotly_json() | SPIKES | {
+        "anchor": f"y{len(figures) if len(figures) > 1 else ''}"
+    }
+    stacked = go.Figure(data=traces, layout=layout)
+    return base_layout(stacked, height=total + 70 + 40, top=40)
+
+
+def clicked_customdata(selection: dict | None) -> list[int] | None:
+    """The customdata [row, col, *extra] of the first clicked point that has one, or None."""
     if not selection:
         return None
     for point in selection.get("points") or []:
@@ -144,5 +222,11 @@ def clicked_cell(selection: dict | None) -> tuple[int, int] | None:
         if isinstance(custom, dict):  # {"0": row, "1": col, ...} from a typed array
             custom = [custom[k] for k in sorted(custom, key=int)]
         if custom is not None and len(custom) >= 2:
-            return int(custom[0]), int(custom[1])
+            return [int(c) for c in custom]
     return None
+
+
+def clicked_cell(selection: dict | None) -> tuple[int, int] | None:
+    """(row, col) of the first point of a Streamlit plotly selection event, or None."""
+    custom = clicked_customdata(selection)
+    return None if custom is None else (custom[0], custom[1])

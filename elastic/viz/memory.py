@@ -139,3 +139,71 @@ def label_share_figure(
     fig = base_layout(fig, height=280, title=None)
     fig.update_layout(showlegend=True, legend=dict(orientation="h", y=1.12, x=0))
     return fig
+
+
+def slot_users_figure(
+    slot_ids: np.ndarray,
+    gates: np.ndarray,
+    slot: int,
+    user_labels: Sequence[str],
+    current_user: int | None = None,
+    max_users: int = 30,
+) -> go.Figure:
+    """The users who retrieve `slot` (rows) and their k dispatchers (columns, D1 = best slot),
+    coloured by gate; the cell of the dispatcher that *is* the slot is outlined in every row, so
+    one sees at which rank and with what gate each user holds it. Rows: the users holding it at
+    the best rank first (then the larger gate), at most `max_users`; `current_user` first.
+    customdata = [row, j, user index, slot of that cell, rank of the slot in that row]."""
+    slot_ids, gates = np.asarray(slot_ids), np.asarray(gates, dtype=float)
+    holders, ranks = np.nonzero(slot_ids == slot)  # a user's k slots are distinct
+    order = sorted(
+        range(holders.size),
+        key=lambda i: (
+            holders[i] != current_user,
+            ranks[i],
+            -gates[holders[i], ranks[i]],
+            holders[i],
+        ),
+    )[:max_users]
+    users, ranks = holders[order], ranks[order]
+    k = slot_ids.shape[1]
+    values = gates[users] if users.size else np.zeros((0, k))  # (R, k)
+    rows, cols = np.meshgrid(np.arange(users.size), np.arange(k), indexing="ij")
+    custom = np.stack(
+        [rows, cols, users[:, None].repeat(k, 1), slot_ids[users], ranks[:, None].repeat(k, 1)],
+        axis=-1,
+    )  # (R, k, 5)
+    hover = np.empty(values.shape, dtype=object)
+    for r, u in enumerate(users):
+        for j in range(k):
+            mark = " ← this slot" if j == ranks[r] else ""
+            hover[r, j] = (
+                f"user {user_labels[u]}: D{j + 1} = slot {int(slot_ids[u, j])}, "
+                f"gate {gates[u, j]:.1%}{mark}<br>click: show this user"
+            )
+    fig = square_grid(
+        values,
+        hovertext=hover,
+        customdata=custom,
+        x_labels=[f"D{j + 1}" for j in range(k)],
+        y_labels=[
+            f"user {user_labels[u]}" + (" (chosen)" if u == current_user else "") for u in users
+        ],
+        colorscale=COUNT_SCALE,
+        cmin=0.0,
+        cmax=float(values.max()) if values.size else 1.0,
+        colorbar_title="gate",
+        x_title="dispatcher (D1 = the user's best slot)",
+        selected_cells=[(r, int(j)) for r, j in enumerate(ranks)],
+        cell_px=16,
+        title=f"Who uses slot {slot}, and as which dispatcher (outlined)",
+        height=grid_height(max(users.size, 1), 16, min_row_px=18, extra_px=90),
+    )
+    fig.update_xaxes(type="category", side="bottom")
+    return fig
+
+
+def rank_counts(slot_ids: np.ndarray, slot: int) -> np.ndarray:
+    """(k,): how many users hold `slot` as their D1, D2, ... (their j-th best slot)."""
+    slot_ids = np.asarray(slot_ids)
+    return (slot_ids == slot).sum(axis=0)

@@ -36,6 +36,32 @@ TRACE_Y = """([selector, i, name]) => {
 }"""
 
 
+# the centre of the drawn marker of trace `trace` whose customdata starts with `prefix`, in the
+# first chart whose title or a panel title contains `title` (contains: Streamlit wraps a title
+# in <b>), scrolled into view (a click outside the viewport hits nothing)
+MARKER_CENTRE = """([selector, title, trace, prefix]) => {
+    const titled = (g) => [g._fullLayout.title && g._fullLayout.title.text,
+        ...(g._fullLayout.annotations || []).map(a => a.text)]
+        .some(t => t && t.includes(title));
+    const g = [...document.querySelectorAll(selector)].find(titled);
+    const custom = Array.from(g._fullData[trace].customdata, (row) => Array.from(row));
+    const i = custom.findIndex(c => prefix.every((v, j) => c[j] === v));
+    const marker = g.querySelectorAll('.scatterlayer .trace')[
+        g._fullData.filter((t, j) => j < trace && t.type === 'scatter').length
+    ].querySelectorAll('.points path')[i];
+    marker.scrollIntoView({block: 'center'});
+    const r = marker.getBoundingClientRect();
+    return {x: r.x + r.width / 2, y: r.y + r.height / 2};
+}"""
+
+
+def click_marker(page, title: str, trace: int, prefix: list[int]) -> None:
+    """Click the marker of `trace` (its index in the figure's data) whose customdata starts
+    with `prefix`, in the chart titled `title`."""
+    box = page.evaluate(MARKER_CENTRE, [CHART, title, trace, prefix])
+    page.mouse.click(box["x"], box["y"])
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

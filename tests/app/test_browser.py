@@ -18,9 +18,9 @@ import pytest
 
 from elastic import guide
 from tests.app.browser import (
-    CHART,
     CHROMIUM,
     ROOT,
+    click_marker,
     exceptions,
     launch_chromium,
     streamlit_server,
@@ -201,22 +201,45 @@ def test_a_click_on_the_dispatcher_grid_changes_the_linked_view(server, page):
     wait_idle(page)
     wait_charts(page, 2)
     assert page.get_by_text("Interest expert D1 —").count() == 1
-    # the centre of a marker of row 3 (dispatcher D4) of the stage-1 grid
-    box = page.evaluate(
-        """(selector) => {
-            const g = document.querySelectorAll(selector)[0];
-            const custom = Array.from(g._fullData[0].customdata, (row) => Array.from(row));
-            const i = custom.findIndex(c => c[0] === 3 && c[1] === 2);
-            const marker = g.querySelectorAll('.scatterlayer .trace')[0]
-                .querySelectorAll('.points path')[i];
-            const r = marker.getBoundingClientRect();
-            return {x: r.x + r.width / 2, y: r.y + r.height / 2};
-        }""",
-        CHART,
-    )
-    page.mouse.click(box["x"], box["y"])
+    # a cell of the stage-2 grid (trace 1): dispatcher D4 (row 3) at position 3 (column 2)
+    click_marker(page, "Stage 1", 1, [3, 2])
     page.get_by_text("Interest expert D4 —").wait_for(timeout=30_000)
-    page.wait_for_function("() => window.location.search.includes('expert=D4')", timeout=10_000)
+    page.get_by_text("The softmax behind D4 × position 3").wait_for(timeout=30_000)
+    page.wait_for_function(
+        "() => ['expert=D4', 'position=3'].every(p => window.location.search.includes(p))",
+        timeout=10_000,
+    )
+    assert exceptions(page) == 0
+
+
+def test_a_click_on_a_small_panel_enlarges_that_layer_and_head(server, page):
+    page.goto(f"{server}/dispatcher_attention")
+    wait_idle(page)
+    wait_charts(page, 2)
+    # the overview: one heatmap of every panel (trace 0), its click lattice (trace 1)
+    click_marker(page, "Every layer and head", 1, [0, 1])  # layer 1, head 2
+    page.wait_for_function(
+        "() => ['layer=1', 'head=2'].every(p => window.location.search.includes(p))",
+        timeout=30_000,
+    )
+    wait_idle(page)
+    assert exceptions(page) == 0
+
+
+def test_a_click_on_a_user_of_a_slot_shows_that_user(server, page):
+    page.goto(f"{server}/interest_memory")
+    wait_idle(page)
+    wait_charts(page, 3)
+    picker = page.locator('[data-testid="stSelectbox"]').filter(has_text="User id")
+    before = picker.get_by_role("combobox").input_value()
+    click_marker(page, "Who uses slot", 0, [1, 0])  # the second user's D1
+    expect = pytest.importorskip("playwright.sync_api").expect
+    expect(picker.get_by_role("combobox")).not_to_have_value(before, timeout=30_000)
+    page.wait_for_function(
+        "(before) => new URLSearchParams(window.location.search).get('user') !== before",
+        arg=before,
+        timeout=10_000,
+    )
     assert exceptions(page) == 0
 
 

@@ -208,11 +208,11 @@ def test_a_page_shows_no_banner_without_a_step_of_its_own(query):
 def test_dispatcher_page_draws_both_stages_and_the_linked_views():
     at = open_page(DISPATCHER)
     no_exception(at)
-    stage1 = figure_titled(at, "Stage 1")
-    stage2 = figure_titled(at, "Stage 2")
-    k, n = len(stage1["layout"]["yaxis"]["ticktext"]), max(stage1["data"][0]["x"])
-    assert len(stage1["data"][0]["x"]) == k * n
-    assert len(stage2["data"][0]["x"]) == k * n
+    maps = figure_titled(at, "Stage 1")  # both stages, over one x-axis
+    assert maps == figure_titled(at, "Stage 2")
+    k, n = len(maps["layout"]["yaxis"]["ticktext"]), max(maps["data"][0]["x"])
+    assert len(maps["data"][0]["x"]) == k * n
+    assert len(maps["data"][1]["x"]) == k * n and maps["data"][1]["yaxis"] == "y2"
     figure_titled(at, "History items it gathers")
     figure_titled(at, "Catalogue items it points to")
     assert any("NMI" in m.label for m in at.metric)  # synthetic: planted interests beside
@@ -233,8 +233,8 @@ def test_dispatcher_page_follows_the_user_the_expert_and_the_head():
         figure_titled(at, "History items it gathers")["layout"]["yaxis"]["ticktext"]
         != before_gathered
     )
-    (outline,) = figure_titled(at, "Stage 1")["layout"]["shapes"]
-    assert (outline["y0"], outline["y1"]) == (1.5, 2.5)  # the chosen expert's row is outlined
+    outlines = figure_titled(at, "Stage 1")["layout"]["shapes"]  # the row in both stages
+    assert [(o["yref"], o["y0"], o["y1"]) for o in outlines] == [("y", 1.5, 2.5), ("y2", 1.5, 2.5)]
 
     stage1_mean = figure_titled(at, "Stage 1")["data"][0]["marker"]["color"]
     at.selectbox(key="head").select("0").run()
@@ -340,6 +340,33 @@ def test_memory_page_follows_the_slot_and_the_user():
     assert at.dataframe, "the items the slot's users share"
 
 
+def test_a_slot_shows_which_dispatcher_of_each_of_its_users_it_is():
+    at = open_page(MEMORY)
+    no_exception(at)
+    slot = at.number_input(key="slot").value  # the user's strongest slot: their D1
+    users = figure_titled(at, f"Who uses slot {slot}")
+    rows = len(users["layout"]["yaxis"]["ticktext"])
+    assert "(chosen)" in users["layout"]["yaxis"]["ticktext"][0]  # this user comes first
+    outlined = users["layout"]["shapes"]
+    assert len(outlined) == rows  # one outlined dispatcher per user: the one that is the slot
+    custom = np.reshape(users["data"][0]["customdata"], (rows, -1, 5))
+    assert all(custom[int(o["yanchor"]), int(o["xanchor"]), 3] == slot for o in outlined)
+    assert outlined[0]["xanchor"] == 0  # D1 for the chosen user
+    assert any(m.value.startswith("**As which dispatcher its") and "D1 for" in m.value
+               for m in at.markdown)  # fmt: skip
+    (link,) = [p for p in at.get("page_link") if "Dispatcher attention" in p.proto.label]
+    assert "D1 of user" in link.proto.label
+    other = next(s for s in range(256) if s not in _user_slots(at))
+    at.number_input(key="slot").set_value(other).run()
+    no_exception(at)
+    assert not [p for p in at.get("page_link") if "Dispatcher attention" in p.proto.label]
+
+
+def _user_slots(at) -> list[int]:
+    caption = next(c.value for c in at.caption if c.value.startswith("This user's slots"))
+    return [int(part.split(" ")[0]) for part in caption.split(" slot ")[1:]]
+
+
 def test_recommend_page_lists_both_models_and_what_each_dispatcher_changes():
     at = open_page(RECOMMEND)
     no_exception(at)
@@ -368,21 +395,107 @@ def test_dispatcher_page_runs_a_knockout_beside_the_original():
     at = open_page(DISPATCHER)
     no_exception(at)
     assert at.radio(key="experiment").value == "knockout"
+    at.button(key="run_experiment").click().run()
     table = _experiment_table(at)
     assert len(table) == 10
     assert {"score before", "score after", "then at", "was at"} <= set(table.columns)
     assert any(m.value.startswith("With D1 knocked out, ") for m in at.markdown)
     assert any(m.label == "Held-out item's rank" for m in at.metric)
     after = figure_titled(at, "Stage 2 with D1 knocked out")
-    k = len(after["layout"]["yaxis"]["ticktext"])
-    weights = np.reshape(after["data"][0]["marker"]["color"], (k, -1))
+    k = len(after["layout"]["yaxis2"]["ticktext"])
+    weights = np.reshape(after["data"][1]["marker"]["color"], (k, -1))  # stage 2, below
     assert np.all(weights[0] == 0) and weights[1:].max() > 0  # D1 reads nothing now
     figure_titled(at, "Stage 1 with D1 knocked out")
 
-    at.selectbox(key="expert").select(2).run()  # the knockout follows the picked expert
-    no_exception(at)
+    at.selectbox(key="expert").select(2).run()  # a new expert: the old result is not shown,
+    no_exception(at)  # and nothing is computed until Run
+    assert not any(m.value.startswith("With D") for m in at.markdown)
+    assert any("Press Run to knock out D3" in c.value for c in at.caption)
+    at.button(key="run_experiment").click().run()
     assert any(m.value.startswith("With D3 knocked out, ") for m in at.markdown)
     figure_titled(at, "Stage 2 with D3 knocked out")
+
+
+def test_the_experiment_runs_on_demand_not_on_every_click_above():
+    at = open_page(DISPATCHER)
+    assert not any({"before", "after"} <= set(d.value.columns) for d in at.dataframe)
+    assert not any("knocked out" in m.value for m in at.markdown)
+    at.button(key="run_experiment").click().run()
+    assert len(_experiment_table(at)) == 10
+    at.number_input(key="position").set_value(4).run()  # a click in the same row: still shown
+    assert len(_experiment_table(at)) == 10
+    at.selectbox(key="user").select(at.selectbox(key="user").options[2]).run()  # another user
+    no_exception(at)
+    assert not any({"before", "after"} <= set(d.value.columns) for d in at.dataframe)
+
+
+def _grid_weight(at, stage: int, expert: int, t: int) -> float:
+    maps = figure_titled(at, "Stage 1")
+    k = len(maps["layout"]["yaxis"]["ticktext"])
+    return float(np.reshape(maps["data"][stage - 1]["marker"]["color"], (k, -1))[expert, t])
+
+
+def test_a_selected_position_is_outlined_everywhere_and_its_softmax_shown_with_numbers():
+    at = open_page(DISPATCHER, query={"expert": "D2", "position": "6", "head": "1"})
+    no_exception(at)
+    assert at.number_input(key="position").value == 6
+    assert any(s.value.startswith("The softmax behind D2 × position 6") for s in at.subheader)
+    maps = figure_titled(at, "Stage 1")
+    columns = [s for s in maps["layout"]["shapes"] if s.get("line", {}).get("dash") == "dot"]
+    assert [(c["yref"], c["x0"], c["x1"]) for c in columns] == [("y", 5.5, 6.5), ("y2", 5.5, 6.5)]
+    cells = [s for s in maps["layout"]["shapes"] if s.get("xsizemode") == "pixel"]
+    assert [(c["xanchor"], c["yanchor"]) for c in cells] == [(6, 1), (6, 1)]
+    # the recomputed softmax gives back the drawn weight, in both stages
+    recomputed = [m.value for m in at.markdown if m.value.startswith("Recomputed: **")]
+    assert len(recomputed) == 2
+    for text, stage in zip(recomputed, (1, 2), strict=True):
+        value = float(text.split("**")[1])
+        assert value == pytest.approx(_grid_weight(at, stage, 1, 5), rel=1e-3)
+        assert text.endswith(f"the model returned {value:.4g}.")
+    assert len(at.latex) >= 2 and any(r"w_{2,6}" in f.value for f in at.latex)
+    bars = figure_titled(at, "History items it gathers")
+    assert any(label.startswith("▶ ") for label in bars["layout"]["yaxis"]["ticktext"])
+    strip = next(f for f in figures(at) if f["layout"].get("legend", {}).get("title"))
+    assert [(s["x0"], s["x1"]) for s in strip["layout"]["shapes"]] == [(5.5, 6.5)]
+
+
+def test_the_mean_head_shows_each_heads_softmax_and_their_mean():
+    at = open_page(DISPATCHER, query={"position": "3"})
+    no_exception(at)
+    means = [m.value for m in at.markdown if m.value.startswith("The grid shows the mean")]
+    assert len(means) == 2  # stage 1 and stage 2
+    value = float(means[0].split("**")[1])
+    assert value == pytest.approx(_grid_weight(at, 1, 0, 2), rel=1e-3)
+
+
+def test_every_layer_and_head_is_drawn_small_and_the_chosen_one_outlined():
+    at = open_page(DISPATCHER)
+    view = figure_titled(at, "Every layer and head")
+    labels = [a["text"] for a in view["layout"]["annotations"]]
+    layers, heads = len(at.selectbox(key="layer").options), len(at.selectbox(key="head").options)
+    assert len(labels) == layers * heads  # the heads and their mean, per layer
+    targets = view["data"][1]
+    assert {tuple(c) for c in targets["customdata"]} == {
+        (layer, col) for layer in range(layers) for col in range(heads)
+    }
+
+    def outlined_panel(fig) -> tuple[int, int]:
+        (outline,) = fig["layout"]["shapes"]
+        inside = [
+            tuple(c) for x, y, c in zip(targets["x"], targets["y"], targets["customdata"],
+                                        strict=True)
+            if outline["x0"] < x < outline["x1"] and outline["y0"] < y < outline["y1"]
+        ]  # fmt: skip
+        (panel,) = set(inside)
+        return panel
+
+    assert outlined_panel(view) == (layers - 1, heads - 1)  # default: the last layer, the mean
+    at.selectbox(key="layer").select(0).run()
+    at.selectbox(key="head").select("1").run()
+    assert outlined_panel(figure_titled(at, "Every layer and head")) == (0, 1)  # head 2
+    at.segmented_control(key="overview").set_value(2).run()
+    no_exception(at)
+    assert "stage 2" in figure_titled(at, "Every layer and head")["layout"]["title"]["text"]
 
 
 def test_a_link_presets_another_users_experts_and_a_knockout_can_be_picked():
@@ -404,7 +517,9 @@ def test_every_experiment_renders_without_an_exception():
     # synthetic data: planted interests can be appended
     assert at.radio(key="experiment").options[-1] == "Append items of a planted interest"
     for kind in EXPERIMENTS:
-        at.radio(key="experiment").set_value(kind).run()
+        at.radio(key="experiment").set_value(kind).run()  # a change runs it; Run runs it too
+        if kind == "knockout":  # the default: choosing it again changes nothing
+            at.button(key="run_experiment").click().run()
         no_exception(at)
         assert len(_experiment_table(at)) == 10, kind
         if kind == "remove":  # preset: the three items the picked expert gathers most
@@ -423,6 +538,24 @@ def test_complexity_lab_moves_curves_with_the_sliders():
     assert next(t for t in fig2["data"] if t.get("name") == "ELASTIC")["y"] != elastic
     assert fig2["layout"]["yaxis"]["range"] == axis  # the frame stays fixed
     assert at.latex, "formulas one click away"
+
+
+def test_complexity_lab_hover_splits_each_point_into_its_terms_and_draws_slope_guides():
+    at = open_page(LAB)
+    fig = figure_titled(at, "time: FLOPs")
+    elastic = next(t for t in fig["data"] if t.get("name") == "ELASTIC")
+    assert len(elastic["text"]) == len(elastic["x"])
+    assert "stage-1 logits (∝ N·k)" in elastic["text"][-1]
+    sdpa = next(t for t in fig["data"] if t.get("name") == "SASRec (SDPA, fused)")
+    assert "Q·Kᵀ and weights·V (∝ N²)" in sdpa["text"][-1].split("<br>")[0]  # N² dominates
+    guides = [t for t in fig["data"] if t.get("name", "").startswith("slope")]
+    assert sorted(t["name"] for t in guides) == [
+        "slope 1 through ELASTIC",
+        "slope 1 through ELASTIC",
+        "slope 2 through SASRec (SDPA, fused)",
+        "slope 2 through SASRec (materialized N×N)",
+    ]
+    assert elastic["y"][-1] == guides[0]["y"][-1]
 
 
 def test_complexity_lab_marks_the_current_n_and_the_crossover():

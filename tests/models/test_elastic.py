@@ -44,11 +44,11 @@ def _causal(dq, kx, vx, q2, lg, valid, sink_logit, sink_value, cap=30.0, chunk=4
 def test_causal_dispatch_equals_naive_reference_forward_and_backward(chunk, n):
     args = _dispatch_inputs(n=n)
     dq, kx, vx, q2, lg, valid, sink_logit, sink_value = args
-    out, w2, _, _ = _causal(*args, chunk=chunk)
+    out, logits2, _, _ = _causal(*args, chunk=chunk)
     ref, ref_w2 = causal_dispatch_reference(dq, kx, vx, q2, lg, valid, 30.0,
                                             sink=(softcap(sink_logit, 30.0), sink_value))
     torch.testing.assert_close(out, ref)  # pads too: before any token, the sink alone
-    torch.testing.assert_close(w2, ref_w2)
+    torch.testing.assert_close(logits2.softmax(-1), ref_w2)  # the kernel returns the logits
     leaves = (dq, kx, vx, q2, sink_logit, sink_value)
     upstream = torch.randn_like(out)
     grads = torch.autograd.grad((out * upstream).sum(), leaves)
@@ -290,6 +290,22 @@ def test_intermediates_have_documented_shapes_and_stage1_rows_sum_to_one():
     ones = torch.ones(L, h, n, dtype=torch.float64)
     torch.testing.assert_close(inter.stage2_weights.sum(-1)[1], ones)
     torch.testing.assert_close(inter.gates.sum(-1), torch.ones(b, dtype=torch.float64))
+    # the logits are what each softmax reads: stage 1 over [sink, tokens], stage 2 over k
+    assert inter.stage1_logits.shape == (b, L, h, k, n)
+    assert inter.stage1_sink_logits.shape == (b, L, h, k)
+    assert inter.stage2_logits.shape == (b, L, h, n, k)
+    assert torch.isneginf(inter.stage1_logits[0, ..., :8]).all()
+    real = inter.stage1_logits[1]
+    assert (real.abs() < model.config.stage1_softcap).all()  # capped
+    both = torch.cat([inter.stage1_sink_logits[..., None], inter.stage1_logits], -1).softmax(-1)
+    torch.testing.assert_close(both[..., 1:], inter.stage1_weights)
+    torch.testing.assert_close(both[..., 0], inter.stage1_sink)
+    torch.testing.assert_close(inter.stage2_logits.softmax(-1), inter.stage2_weights)
+    # the stage-2 logits carry the gates' log-prior: knocking out D2 makes its logit -inf
+    with torch.no_grad():
+        _, out = model(ids, return_intermediates=True, intervention=Intervention(knockout=(1,)))
+    assert torch.isneginf(out.stage2_logits[..., 1]).all()
+    assert torch.isfinite(out.stage2_logits[..., [0, 2, 3]]).all()
     # the last-position fast path gives the same scores as the full causal pass
     torch.testing.assert_close(logits[:, 1:], plain[:, 1:])
     assert torch.isinf(logits[:, 0]).all()
@@ -382,7 +398,7 @@ def test_cosine_stage1_is_the_learned_scale_times_the_cosine_of_dispatcher_and_t
     x, valid = model.embedding(ids), ids != 0
     retrieval, _ = model.retrieve(ids)
     terms = layer.prepare(retrieval.dispatchers, retrieval.log_gates)
-    w1, sink, _ = layer.maps(x, terms, valid)
+    w1, sink, _, _ = layer.maps(x, terms, valid)
     dq = layer._heads(layer.dispatcher_q(retrieval.dispatchers))  # (B,h,k,dh), raw
     kx, _, _ = layer._tokens(x)
     kd, _, _ = layer._tokens(retrieval.dispatchers)

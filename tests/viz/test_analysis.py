@@ -226,3 +226,24 @@ def test_shared_items_ignore_items_too_rare_in_the_group():
     rows = analysis.shared_items(data, np.arange(20), top=3, min_share=0.2)  # >= 4 holders
     assert rows[0]["item"] == 6
     assert all(r["item"] != 5 for r in rows)
+
+
+def test_with_position_marks_the_item_at_a_position_and_appends_it_when_missing():
+    history = np.array([5, 6, 7, 6, 8])
+    row = np.array([0.1, 0.3, 0.05, 0.2, 0.35])
+    items, weights = analysis.gathered_items(row, history, top=2)  # 8, 6
+    assert analysis.with_position(items, weights, row, history, None)[2] is None
+    assert analysis.with_position(items, weights, row, history, 9)[2] is None  # past the end
+    same_items, _, mark = analysis.with_position(items, weights, row, history, 3)  # item 6
+    assert mark == 1 and same_items.tolist() == [8, 6]
+    more, more_weights, mark = analysis.with_position(items, weights, row, history, 0)  # item 5
+    assert more.tolist() == [8, 6, 5] and mark == 2 and more_weights[2] == 0.1
+
+
+def test_user_view_carries_the_logits_of_both_softmaxes(data, model):
+    view = analysis.elastic_user_view(model, data, 3)
+    L, h, k, n = view.stage1.shape
+    assert view.stage1_logits.shape == (L, h, k, n)
+    assert view.stage1_sink_logits.shape == (L, h, k)
+    assert view.stage2_logits.shape == (L, h, n, k)
+    assert np.isfinite(view.stage1_logits).all()  # trimmed to the real positions

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from elastic.viz.attention import (
     RankedItems,
     dispatcher_labels,
+    dispatcher_maps_figure,
     interest_strip_figure,
+    model_view_figure,
+    panel_origin,
     ranked_items_figure,
     stage1_figure,
     stage2_figure,
 )
+from elastic.viz.grid import clicked_cell
 from elastic.viz.style import category_color
 
 HISTORY = np.array([11, 12, 13, 14, 15])
@@ -116,3 +121,65 @@ def test_a_title_replaces_the_default_one():
     titled = stage2_figure(stage1.T, HISTORY, TITLES, GENRES, [7, 3, 9], [0.5, 0.3, 0.2],
                            title="Stage 2 with D2 knocked out")
     assert titled.layout.title.text == "Stage 2 with D2 knocked out"
+
+
+def test_a_selected_position_is_outlined_in_both_stages_and_its_cell_in_the_row():
+    stage1, stage2 = _weights(), _weights(k=5, n=3, seed=1)
+    fig = dispatcher_maps_figure(stage1, stage2, HISTORY, TITLES, GENRES, [7, 3, 9],
+                                 [0.5, 0.3, 0.2], selected=1, position=3)  # fmt: skip
+    first, second = fig.data
+    np.testing.assert_allclose(first.marker.color, stage1.ravel())
+    np.testing.assert_allclose(second.marker.color, stage2.T.ravel())
+    assert (first.xaxis, second.xaxis) == ("x", "x")
+    assert np.asarray(first.customdata).tolist() == np.asarray(second.customdata).tolist()
+    for yref in ("y", "y2"):
+        shapes = [s for s in fig.layout.shapes if s.yref == yref]
+        row, column, cell = shapes  # the dispatcher's row, position 4's column, their cell
+        assert (row.y0, row.y1) == (0.5, 1.5)
+        assert (column.x0, column.x1) == (3.5, 4.5)
+        assert (cell.xanchor, cell.yanchor) == (4, 1)
+    titles = [a.text for a in fig.layout.annotations]
+    assert titles[0].startswith("Stage 1") and titles[1].startswith("Stage 2")
+    plain = dispatcher_maps_figure(stage1, stage2, HISTORY, TITLES, GENRES, [7, 3, 9],
+                                   [0.5, 0.3, 0.2])  # fmt: skip
+    assert not plain.layout.shapes
+
+
+def test_ranked_items_outline_and_mark_the_selected_position():
+    fig = ranked_items_figure([RankedItems("gathers", ["a", "b", "c"], [3, 2, 1], highlight=2)])
+    assert list(fig.data[0].marker.line.width) == [0, 0, 3]
+    assert list(fig.layout.yaxis.ticktext) == ["a", "b", "▶ c"]
+
+
+def test_the_planted_strip_outlines_the_selected_position():
+    planted, assigned = np.array([0, 1, 1, 0]), np.array([2, 0, 0, 2])
+    fig = interest_strip_figure(planted, assigned, ["I0", "I1"], list("wxyz"), position=2)
+    (column,) = fig.layout.shapes
+    assert (column.x0, column.x1, column.y0, column.y1) == (2.5, 3.5, -0.5, 1.5)  # position 3
+
+
+def test_the_model_view_draws_every_layer_and_head_and_the_mean_and_a_click_enlarges():
+    maps = np.random.default_rng(0).random((2, 3, 4, 6))  # (L, h, k, n)
+    fig = model_view_figure(maps, selected=(1, None))
+    heatmap, targets = fig.data  # one heatmap holds every panel: one subplot to lay out
+    z = np.asarray(heatmap.z, dtype=float)
+    for layer in range(2):
+        for col in range(4):
+            top, left = panel_origin(layer, col, 4, 6)
+            panel = z[top : top + 4, left : left + 6]
+            expected = maps[layer].mean(0) if col == 3 else maps[layer, col]
+            np.testing.assert_allclose(panel, expected)  # the heads, then their mean
+            # a click anywhere on the panel lands near a marker that says which panel it is
+            points = zip(targets.x, targets.y, targets.customdata, strict=True)
+            mine = [(x, y) for x, y, c in points if tuple(c) == (layer, col)]
+            xs, ys = {x for x, _ in mine}, {y for _, y in mine}
+            assert min(xs) == left and max(xs) == left + 5 and {top, top + 3} <= ys
+    assert np.isnan(z).sum() == z.size - 2 * 4 * 4 * 6  # the rest is blank space between panels
+    assert heatmap.zmin == 0 and heatmap.zmax == pytest.approx(maps.max())  # one scale for all
+    assert clicked_cell({"points": [{"customdata": [1, 2]}]}) == (1, 2)
+    (outline,) = fig.layout.shapes  # layer 2's mean panel
+    top, left = panel_origin(1, 3, 4, 6)
+    assert outline.x0 < left - 0.5 and outline.x1 > left + 5.5 and outline.y1 > top + 3.5
+    stage2 = model_view_figure(maps.swapaxes(-1, -2), stage=2)
+    np.testing.assert_allclose(np.asarray(stage2.data[0].z, dtype=float)[:4, :6], maps[0, 0])
+    assert not stage2.layout.shapes

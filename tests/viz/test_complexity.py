@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from elastic.complexity import Shape, flops, flops_terms, peak_bytes, peak_bytes_terms
 from elastic.viz.complexity import (
+    breakdown_text,
     cost_figure,
     find_crossover,
     format_quantity,
@@ -155,3 +157,48 @@ def test_cost_figure_hovers_and_ticks_say_the_unit():
     assert "%{customdata}" in flops.hovertemplate and "%{y" not in flops.hovertemplate
     assert fig.layout.yaxis2.tickmode == "array"
     assert all(t.endswith(("B", "KiB", "MiB")) for t in fig.layout.yaxis2.ticktext)
+
+
+def test_a_hover_lists_the_terms_of_the_formula_that_sum_to_the_plotted_value():
+    shapes = [Shape(batch=8, seq_len=n) for n in NS]
+    curves, breakdowns = {}, {}
+    for form in ("sasrec-sdpa", "elastic"):
+        curves[form] = {
+            "flops": [flops(form, "infer", s) for s in shapes],
+            "bytes": [peak_bytes(form, "infer", s) for s in shapes],
+        }
+        breakdowns[form] = {
+            "flops": [flops_terms(form, "infer", s) for s in shapes],
+            "bytes": [peak_bytes_terms(form, "infer", s) for s in shapes],
+        }
+    fig = cost_figure(
+        NS, curves, panels=[("flops", "time", "flops"), ("bytes", "memory", "bytes")],
+        current_n=256, x_range=(10, 10_000), y_ranges={"flops": (1e2, 1e14), "bytes": (1e2, 1e12)},
+        breakdowns=breakdowns,
+    )  # fmt: skip
+    elastic = next(t for t in fig.data if t.name == "ELASTIC")
+    for i, (value, terms) in enumerate(zip(elastic.y, breakdowns["elastic"]["flops"], strict=True)):
+        assert sum(terms.values()) == pytest.approx(value, rel=1e-12)
+        lines = elastic.text[i].split("<br>")
+        assert len(lines) == len(terms)
+        assert all(any(term in line for line in lines) for term in terms)
+    assert "%{text}" in elastic.hovertemplate
+    sdpa = next(t for t in fig.data if t.name == "SASRec (SDPA, fused)")
+    assert "Q·Kᵀ and weights·V (∝ N²)" in sdpa.text[-1].split("<br>")[0]  # dominant at N = 4096
+
+
+def test_breakdown_text_is_largest_first_with_shares():
+    text = breakdown_text({"a": 1.0, "b": 3.0, "c": 0.001, "zero": 0.0}, "flops")
+    assert text.split("<br>") == ["75%  b: 3 FLOPs", "25%  a: 1 FLOPs", "<1%  c: 0.001 FLOPs"]
+
+
+def test_slope_guides_pass_through_the_last_point_with_slopes_one_and_two():
+    fig = _both_panels(guides={"flops": [("elastic", 1), ("sasrec-sdpa", 2)]})
+    one, two = (t for t in fig.data if t.name and t.name.startswith("slope"))
+    assert (one.x[-1], one.y[-1]) == (4096, 100 * 4096)  # ELASTIC's last point
+    assert (two.x[-1], two.y[-1]) == (4096, 4096**2)
+    for guide, slope in ((one, 1), (two, 2)):
+        steepness = np.diff(np.log(guide.y)) / np.diff(np.log(guide.x))
+        np.testing.assert_allclose(steepness, slope)
+        assert guide.x[0] == 10  # from the left edge of the frame
+    assert "∝ N²" in two.text[1] and "∝ N " in one.text[1]

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from elastic.viz.grid import cell_size, clicked_cell, grid_height, square_grid
+from elastic.viz.grid import (
+    cell_size,
+    clicked_cell,
+    clicked_customdata,
+    grid_height,
+    square_grid,
+    stack_grids,
+)
 
 
 def test_one_square_marker_per_cell_with_row_and_column_in_customdata():
@@ -60,3 +67,37 @@ def test_clicked_cell_reads_the_first_point_with_customdata():
     assert clicked_cell(as_object) == (5, 6)
     assert clicked_cell({"points": []}) is None
     assert clicked_cell(None) is None
+
+
+def test_a_selected_column_is_outlined_across_every_row():
+    fig = square_grid(np.zeros((3, 4)), x_labels=[1, 2, 3, 4], selected_cols=[2])
+    (column,) = fig.layout.shapes
+    assert (column.x0, column.x1, column.y0, column.y1) == (2.5, 3.5, -0.5, 2.5)
+    assert column.line.dash == "dot"
+
+
+def test_stacked_grids_share_one_x_axis_and_a_hover_line_through_all_of_them():
+    top = square_grid(np.zeros((2, 5)), x_labels=[1, 2, 3, 4, 5], selected_rows=[1],
+                      title="first", cell_px=10)  # fmt: skip
+    bottom = square_grid(np.ones((3, 5)), x_labels=[1, 2, 3, 4, 5], selected_cells=[(2, 4)],
+                         title="second", cell_px=10)  # fmt: skip
+    fig = stack_grids([top, bottom])
+    first, second = fig.data
+    assert (first.xaxis, first.yaxis) == ("x", "y")
+    assert (second.xaxis, second.yaxis) == ("x", "y2")  # one x-axis: a column is one position
+    assert fig.layout.xaxis.spikemode == "across" and fig.layout.xaxis.showspikes
+    assert fig.layout.xaxis.anchor == "y2"  # ticks under the bottom panel
+    assert fig.layout.yaxis.domain[0] > fig.layout.yaxis2.domain[1]  # top above bottom
+    assert fig.layout.yaxis.autorange == "reversed" == fig.layout.yaxis2.autorange
+    row, cell = fig.layout.shapes
+    assert (row.yref, cell.yref) == ("y", "y2") and (cell.yanchor, cell.xanchor) == (2, 5)
+    assert [a.text for a in fig.layout.annotations] == ["first", "second"]
+    bar_top, bar_bottom = first.marker.colorbar, second.marker.colorbar
+    assert bar_top.y > bar_bottom.y  # each colour bar beside its panel
+    assert fig.layout.height > top.layout.height
+
+
+def test_clicked_customdata_gives_every_field():
+    assert clicked_customdata({"points": [{"customdata": [1, 2, 42, 7]}]}) == [1, 2, 42, 7]
+    assert clicked_customdata({"points": [{"customdata": {"0": 1, "1": 0, "2": 9}}]}) == [1, 0, 9]
+    assert clicked_customdata({"points": [{"x": 1}]}) is None

@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from elastic.viz.memory import label_share_figure, slot_grid_figure, slot_position, usage_figure
+from elastic.viz.memory import (
+    label_share_figure,
+    rank_counts,
+    slot_grid_figure,
+    slot_position,
+    slot_users_figure,
+    usage_figure,
+)
 
 
 def test_slot_position_is_row_first_subkey_column_second():
@@ -54,3 +61,20 @@ def test_label_shares_are_two_bar_groups():
     fig = label_share_figure(["I0", "I1"], np.array([0.8, 0.2]), np.array([0.5, 0.5]), "slot 3")
     assert [bar.name for bar in fig.data] == ["slot 3", "all users"]
     assert list(fig.data[0].y) == [0.8, 0.2]
+
+
+def test_the_users_of_a_slot_and_the_dispatcher_each_holds_it_as():
+    slot_ids = np.array([[3, 5, 1], [5, 3, 0], [2, 4, 6], [1, 2, 5]])  # 4 users, k = 3
+    gates = np.array([[0.5, 0.3, 0.2], [0.6, 0.3, 0.1], [0.4, 0.4, 0.2], [0.7, 0.2, 0.1]])
+    fig = slot_users_figure(slot_ids, gates, 5, ["u0", "u1", "u2", "u3"], current_user=3)
+    cells = fig.data[0]
+    custom = np.asarray(cells.customdata).reshape(3, 3, 5)  # rows: the 3 users holding slot 5
+    assert custom[:, 0, 2].tolist() == [3, 1, 0]  # the chosen user first, then by rank
+    outlined = [(s.yanchor, s.xanchor) for s in fig.layout.shapes]
+    assert outlined == [(0, 2), (1, 0), (2, 1)]  # row, column (D3, D1, D2): where slot 5 is
+    for row, column in outlined:
+        assert custom[int(row), int(column), 3] == 5  # the outlined cell is the slot
+    np.testing.assert_allclose(cells.marker.color, gates[[3, 1, 0]].ravel())
+    assert "← this slot" in cells.hovertext[2] and "(chosen)" in fig.layout.yaxis.ticktext[0]
+    assert rank_counts(slot_ids, 5).tolist() == [1, 1, 1]
+    assert rank_counts(slot_ids, 2).tolist() == [1, 1, 0]
