@@ -68,7 +68,8 @@ _LAB = {"mode": "inference", "N": "1024", "k": "8", "K": "256", "d": "64", "laye
         "batch": "32"}  # fmt: skip
 # The dispatcher page: the layer starts on the model's last one; the experiment's own settings
 # (donor, seed, removed items, planted interest) start from the page's presets.
-_DISPATCHER_RESET = ("layer", "donor", "slot_seed", "remove_items", "plant_interest", "plant_count")
+_DISPATCHER_RESET = ("layer", "position", "overview", "donor", "slot_seed", "remove_items",
+                     "plant_interest", "plant_count")
 # The Train form keeps its settings for the whole session (persist_state="session"); the train
 # step starts it on the defaults, which are what the shipped demo was trained with.
 # fmt: off
