@@ -86,11 +86,15 @@ with st.form("train_form"):
         taste = c3.slider("Taste (share from the user's facet)", 0.0, 1.0, DATA["taste"], 0.05,
                           key="tf_taste", **KEEP)
         data_seed = c4.number_input("Data seed", 0, 10**6, DATA["seed"], key="tf_data_seed", **KEEP)
-        c1, c2, _, _ = st.columns(4)
+        c1, c2, c3, _ = st.columns(4)
         min_len = c1.number_input("Shortest history", 3, 2000, DATA["min_seq_len"],
                                   key="tf_min_len", **KEEP)
         max_len_data = c2.number_input("Longest history", 3, 5000, DATA["max_seq_len"],
                                        key="tf_max_len", **KEEP)
+        archetypes = c3.number_input(
+            "Taste communities", 0, 10000, DATA["archetypes"], key="tf_archetypes",
+            help="Users copy their interests, order and tastes from one of this many "
+            "archetypes; 0 draws every user independently.", **KEEP)
         dataset_kwargs = dict(
             num_users=int(users),
             num_items=int(items),
@@ -101,6 +105,7 @@ with st.form("train_form"):
             taste=float(taste),
             min_seq_len=int(min_len),
             max_seq_len=int(max_len_data),
+            archetypes=int(archetypes),
             seed=int(data_seed),
         )
     elif source == "movielens":

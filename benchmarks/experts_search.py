@@ -98,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.models.split(","):
         kw = model_kw | (json.loads(args.elastic) if name == "elastic" else {})
         model, summary = train(name, data, split, kw, train_kw)
+        summary["config"] = asdict(model.config)  # every setting, the defaults of the day too
         with torch.no_grad():
             summary[f"last_{args.recent}"] = evaluate(RecentOnly(model, args.recent), loader)
         if name == "elastic":
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-OLD_DEFAULTS = {"num_items": 1000, "facets": 4, "taste": 0.8}  # the generator before 2026-12-02
+OLD_DEFAULTS = {"num_items": 1000, "facets": 4, "taste": 0.8, "archetypes": 0}  # before 2026-12-02
 
 
 def markdown(lines: list[dict]) -> str:
@@ -135,9 +136,10 @@ def markdown(lines: list[dict]) -> str:
         "Test NDCG@10, full ranking, 1,000 users; Δ = relative change of ELASTIC's NDCG@10 under "
         "each intervention of `elastic.ablation`; *last 8* = the trained model reading only "
         "the last 8 items. Data: the settings that differ from the generator's defaults "
-        "before 2026-12-02 (1,000 items, 4 facets, taste 0.8; 8 interests, 3 per user, "
-        "sessions of 4, rotation; `revisit random`: a generator option tried here and removed, "
-        "the next session's interest drawn among the other held ones). Stage 1: `cos s` = "
+        "before 2026-12-02 (1,000 items, 4 facets, taste 0.8, no archetypes; 8 interests, 3 "
+        "per user, sessions of 4, rotation; `revisit random`: a generator option tried here "
+        "and removed, the next session's interest drawn among the other held ones). Stage 1: "
+        "`cos s` = "
         "`stage1_scale` s, `dot` = scaled dot "
         "products (the default until 2026-12-02), `compete` = an experimental softmax over "
         "dispatchers, since removed. One seed each, on the 2-core CPU shared with other work "
@@ -152,10 +154,12 @@ def markdown(lines: list[dict]) -> str:
     for line in lines:
         before = {**asdict(SyntheticConfig()), **OLD_DEFAULTS, "revisit": "rotation"}
         data = {k: v for k, v in line["data"].items() if v != before.get(k)}
-        over = line.get("elastic_overrides", {})
+        over = line.get("elastic_overrides", {}) | {
+            k: v for k, v in line.get("elastic", {}).get("config", {}).items()
+            if k in ("stage1_scale", "num_interests")}
         form = ("compete" if over.get("stage1_compete") else
                 f"cos {over['stage1_scale']:g}" if over.get("stage1_scale") else "dot")
-        form += "".join(f", k {v}" for k, v in over.items() if k == "num_interests")
+        form += "".join(f", k {v}" for k, v in over.items() if k == "num_interests" and v != 8)
         cells = [line["tag"], ", ".join(f"{k} {v}" for k, v in data.items()) or "—",
                  form if "elastic" in line else "—"]
         sas = line.get("sasrec")

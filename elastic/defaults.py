@@ -20,6 +20,7 @@ SYNTHETIC_DATA = {
     "max_seq_len": 100,
     "popularity_skew": 1.0,
     "seed": 0,
+    "archetypes": 32,  # taste communities of ~31 users sharing interests, order and tastes
 }
 
 # Tuned on the default synthetic dataset (docs/training.md). Other data usually wants a longer

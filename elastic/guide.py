@@ -75,7 +75,8 @@ _DISPATCHER_RESET = ("layer", "position", "overview", "donor", "slot_seed", "rem
 # fmt: off
 _TRAIN_FORM = (
     "train_source", "tf_users", "tf_items", "tf_interests", "tf_per_user", "tf_facets",
-    "tf_session", "tf_taste", "tf_data_seed", "tf_min_len", "tf_max_len", "tf_five_core",
+    "tf_session", "tf_taste", "tf_data_seed", "tf_min_len", "tf_max_len", "tf_archetypes",
+    "tf_five_core",
     "tf_seq_len", "tf_d", "tf_layers", "tf_heads", "tf_k", "tf_slots", "tf_dropout", "tf_seed",
     "tf_epochs", "tf_batch", "tf_lr", "tf_patience",
 )

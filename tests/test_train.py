@@ -154,7 +154,7 @@ def test_settings_a_user_can_get_wrong_are_sentences(tiny):
 def test_a_short_run_beats_popularity(name):
     data = make_synthetic(
         SyntheticConfig(
-            num_users=300, num_items=80, planted_interests=4, facets=4, taste=0.8,
+            num_users=300, num_items=80, planted_interests=4, facets=4, taste=0.8, archetypes=0,
             min_seq_len=15, max_seq_len=30, seed=0,
         )
     )

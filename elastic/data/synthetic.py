@@ -21,6 +21,12 @@ What predicts the next item, and what does not:
 - an average over the whole history blends the m facets, so it cannot tell which one comes
   next.
 
+Users come in *archetypes* (taste communities, `archetypes` of them, 32 by default): the
+members of one share their held interests, rotation and tastes, and differ in where their
+history starts, its length and the items drawn. What a user's few recent items do not show is
+then also what users like them showed (collaborative structure); `archetypes=0` draws every user
+independently.
+
 So one summary per held interest (its facet), chosen by where the rotation stands, is what
 the last few items and a history average both lack: per-user, long-range, multi-interest
 memory. Each user's rotation starts at a random point of a random session, so the end of a
@@ -69,6 +75,8 @@ class SyntheticConfig:
     max_seq_len: int = _D["max_seq_len"]
     popularity_skew: float = _D["popularity_skew"]  # Zipf exponent of popularity in a facet
     seed: int = _D["seed"]  # same seed, same dataset (fingerprint included)
+    archetypes: int = _D["archetypes"]  # > 0: users copy held interests, rotation and tastes
+    # from one of this many archetypes (taste communities); 0: every user drawn independently
 
     def __post_init__(self) -> None:
         problems = []
@@ -106,6 +114,8 @@ class SyntheticConfig:
                 f"{self._smallest_interest()} items of the smallest interest; a user never "
                 f"repeats an item"
             )
+        if self.archetypes < 0:
+            problems.append(f"archetypes must be >= 0 (got {self.archetypes})")
         if self.popularity_skew < 0:
             problems.append(f"popularity_skew must be >= 0 (got {self.popularity_skew})")
         if problems:
@@ -140,6 +150,7 @@ class SyntheticTruth:
     item_facet: np.ndarray | None = None  # (num_items + 1,) facet index within its interest
     user_rotation: list[np.ndarray] | None = None  # per user, held interests in visiting order
     user_tastes: list[np.ndarray] | None = None  # per user, the preferred facet of each held one
+    user_archetype: np.ndarray | None = None  # (num_users,) archetype of each user; None if none
 
 
 class _Catalogue:
@@ -210,11 +221,18 @@ def make_synthetic(config: SyntheticConfig | None = None) -> InteractionData:
     catalogue = _Catalogue(item_interest, item_facet, g_count, f_count,
                            config.popularity_skew, rng)
 
-    sequences, active, rotations, tastes = [], [], [], []
+    templates = [(rng.choice(g_count, size=config.interests_per_user, replace=False),
+                  rng.integers(f_count, size=config.interests_per_user))
+                 for _ in range(config.archetypes)]
+    sequences, active, rotations, tastes, archetype_of = [], [], [], [], []
     for _ in range(config.num_users):
         length = int(rng.integers(config.min_seq_len, config.max_seq_len + 1))
-        rotation = rng.choice(g_count, size=config.interests_per_user, replace=False)
-        taste = rng.integers(f_count, size=rotation.size)
+        if templates:
+            archetype_of.append(int(rng.integers(len(templates))))
+            rotation, taste = templates[archetype_of[-1]]
+        else:
+            rotation = rng.choice(g_count, size=config.interests_per_user, replace=False)
+            taste = rng.integers(f_count, size=rotation.size)
         items, interests = _generate_user(config, catalogue, rotation, taste, length, rng)
         sequences.append(items)
         active.append(interests)
@@ -242,6 +260,7 @@ def make_synthetic(config: SyntheticConfig | None = None) -> InteractionData:
             item_facet=item_facet,
             user_rotation=rotations,
             user_tastes=tastes,
+            user_archetype=np.array(archetype_of, dtype=np.int64) if templates else None,
         ),
         source="synthetic",
     )

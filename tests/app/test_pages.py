@@ -626,7 +626,7 @@ def test_train_form_opens_on_the_generators_own_defaults():
                                                                "interests_per_user"),
                        ("tf_facets", "facets"), ("tf_session", "session_len"),
                        ("tf_data_seed", "seed"), ("tf_min_len", "min_seq_len"),
-                       ("tf_max_len", "max_seq_len")):
+                       ("tf_max_len", "max_seq_len"), ("tf_archetypes", "archetypes")):
         assert at.number_input(key=key).value == getattr(config, field), key
     assert at.slider(key="tf_taste").value == pytest.approx(config.taste)
 

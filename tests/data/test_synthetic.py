@@ -181,6 +181,23 @@ def test_uneven_interests_are_checked_by_their_smallest_members():
                                    max_seq_len=24))
 
 
+def test_archetype_members_share_interests_order_and_tastes_and_zero_means_independent():
+    data = make_synthetic(SyntheticConfig(num_users=300, archetypes=5))
+    truth = data.truth
+    assert truth.user_archetype.shape == (300,) and set(truth.user_archetype) == set(range(5))
+    for a in range(5):
+        members = np.flatnonzero(truth.user_archetype == a)
+        first = members[0]
+        for u in members[1:]:
+            assert truth.user_rotation[u].tolist() == truth.user_rotation[first].tolist()
+            assert truth.user_tastes[u].tolist() == truth.user_tastes[first].tolist()
+    independent = make_synthetic(SyntheticConfig(num_users=300, archetypes=0))
+    assert independent.truth.user_archetype is None
+    assert len({tuple(r) for r in independent.truth.user_rotation}) > 100  # C(8,3)·3! = 336
+    with pytest.raises(DataError, match="archetypes"):
+        SyntheticConfig(archetypes=-1)
+
+
 def test_invalid_config_is_a_data_error():
     with pytest.raises(DataError, match="max_seq_len=800 draws up to 268 items"):
         SyntheticConfig(max_seq_len=800)
