@@ -21,3 +21,4 @@ python3 -c 'while True: pass' & busy1=$!
 python3 -c 'while True: pass' & busy2=$!
 trap 'kill $busy1 $busy2 2>/dev/null || true' EXIT
 run busy
+"$py" benchmarks/cpu_targets_table.py

@@ -28,6 +28,7 @@ from torch.utils import flop_counter
 
 from elastic.device import pick_device
 from elastic.models import ElasticConfig, build_model
+from elastic.models.elastic import RECOMPUTE_FROM
 
 # "none" is the floor: the same embedding, feed-forward layers and loss without any attention
 FORMS = ("elastic", "sasrec-materialized", "sasrec-sdpa", "none")
@@ -118,8 +119,8 @@ class Shape:
     @property
     def recomputes(self) -> bool:
         """Whether ELASTIC training rebuilds activations in backward (ElasticModel.recompute:
-        by default for N >= 512, where training is memory-bound)."""
-        return self.seq_len >= 512 if self.recompute is None else self.recompute
+        by default for N >= RECOMPUTE_FROM, where training is memory-bound)."""
+        return self.seq_len >= RECOMPUTE_FROM if self.recompute is None else self.recompute
 
 
 def _check_form(form: str) -> None:

@@ -31,6 +31,7 @@ from elastic.complexity import (
 )
 from elastic.data import SyntheticConfig, leave_one_out, make_synthetic
 from elastic.models import build_model
+from elastic.models.elastic import RECOMPUTE_FROM
 from elastic.train import TrainConfig, Trainer
 
 # small, but every path taken: N not a multiple of C, w or p (padding), several query levels
@@ -103,7 +104,7 @@ def test_analytic_flops_equal_flop_counter(form, changes, mode, device):
 
 
 def test_recompute_rule_is_the_models():
-    for n in (511, 512):
+    for n in (RECOMPUTE_FROM - 1, RECOMPUTE_FROM):
         model = build_model("elastic", max_len=n)
         assert Shape(batch=1, seq_len=n).recomputes == model.recompute
 
@@ -122,7 +123,7 @@ def test_counted_flops_grow_linearly_for_elastic_and_quadratically_for_sasrec(mo
     def shape(n):
         return Shape(batch=1, seq_len=n, d_model=16, heads=2, interests=4, slots=16, items=50)
 
-    def growth(form):  # 512 -> 1024: both sides on the same (recomputing) training path
+    def growth(form):  # 512 -> 1024: both sides on the same (one-pass) training path
         return counted_flops(form, mode, shape(1024), device, 128) / counted_flops(
             form, mode, shape(512), device, 64
         )
@@ -293,5 +294,5 @@ def test_each_term_grows_as_its_formula_says():
     assert terms("elastic", 4096)[STAGE1_LOGITS] == 2 * terms("elastic", 2048)[STAGE1_LOGITS]
     assert ATTENTION_CORE not in terms("elastic", 4096)
     # training recomputes long histories' forward in backward, short ones not (Shape.recomputes)
-    assert RECOMPUTED in terms("elastic", 1024, "train")
-    assert RECOMPUTED not in terms("elastic", 256, "train")
+    assert RECOMPUTED in terms("elastic", RECOMPUTE_FROM, "train")
+    assert RECOMPUTED not in terms("elastic", RECOMPUTE_FROM // 2, "train")

@@ -37,6 +37,10 @@ from elastic.models.common import PAD, SequentialRecommender
 # Stage-1 exponents lie in (-2·cap, 2·cap). Up to cap 20 the float32 kernel's gradients are as
 # accurate as the naive float32 softmax's (tests/models); at 30 (e^60) they lose 2 digits.
 MAX_SOFTCAP = 20.0
+# Training rebuilds each segment in backward from this max_len on: below it the saved
+# activations of a batch of 32 stay under ~1 GiB (817 MiB predicted at N = 1024), and
+# recomputing cost 20 % of a training step at N = 1024 (docs/complexity.md).
+RECOMPUTE_FROM = 2048
 
 
 @dataclass
@@ -60,7 +64,8 @@ class ElasticConfig:
     balance_weight: float = 0.01  # weight of the slot load-balancing loss (0 = off)
     memory_lr_scale: float = 1.0  # learning rate of memory values and sub-keys ÷ the model's
     stream_segment: int = 256  # S: histories are processed S tokens at a time
-    recompute: bool | None = None  # training: segments rebuilt in backward (None: max_len >= 512)
+    recompute: bool | None = None  # training: segments rebuilt in backward (None: max_len >=
+    # RECOMPUTE_FROM)
     local_window: int = 8  # w_l: tokens also attend to their w_l most recent items (0 = off)
     stage1_scale: float = 10.0  # s: stage-1 logits are s·cos(dispatcher, token), s learned per
     # head from this value (QK-norm; docs/decisions.md); 0: scaled dot products, as before
@@ -679,7 +684,7 @@ class ElasticModel(SequentialRecommender):
 
     @property
     def recompute(self) -> bool:
-        auto = self.config.max_len >= 512  # long histories are memory-bound, short ones are not
+        auto = self.config.max_len >= RECOMPUTE_FROM  # long histories are memory-bound
         return auto if self.config.recompute is None else self.config.recompute
 
     def parameter_groups(self) -> list[tuple[list[nn.Parameter], float]]:
