@@ -6,12 +6,13 @@ import pandas as pd
 import streamlit as st
 
 from elastic import app_support as support
+from elastic.defaults import APP_TRAIN, SYNTHETIC_MODEL
 from elastic.defaults import SYNTHETIC_DATA as DATA
 from elastic.viz.style import MODEL_NAMES
 
 job = support.training_job()
 snap = job.snapshot()
-defaults_model, defaults_train = support.DEFAULT_MODEL, support.DEFAULT_TRAIN
+defaults_model, defaults_train = SYNTHETIC_MODEL, APP_TRAIN
 KEEP = {"persist_state": "session"}  # the form keeps its settings across page switches
 
 st.title("Train")

@@ -35,8 +35,6 @@ from typing import TYPE_CHECKING, Any
 
 import streamlit as st
 
-from elastic.defaults import SYNTHETIC_MODEL, SYNTHETIC_TRAIN
-
 if TYPE_CHECKING:
     from elastic.data import InteractionData
     from elastic.models import SequentialRecommender
@@ -51,13 +49,6 @@ FAVICON = ASSETS / "favicon.svg"
 ABLATION_RESULTS = ROOT / "benchmarks" / "results" / "ablation.json"  # benchmarks/ablation.py
 RUNS_DIR = ROOT / "runs" / "app"  # where the Train page saves (ignored by git)
 MODEL_ORDER = ("elastic", "sasrec")
-
-# The defaults of the Train form, and what the shipped demo was trained with
-# (scripts/make_demo_checkpoint.py, which records the seconds each model took in demo.json):
-# small enough to train on a laptop CPU while the workshop watches, large enough that the
-# dispatchers recover the planted interests well above chance.
-DEFAULT_MODEL = dict(SYNTHETIC_MODEL)
-DEFAULT_TRAIN = {k: v for k, v in SYNTHETIC_TRAIN.items() if k != "num_threads"} | {"seed": 0}
 
 # How many models may train at once in this server process. Each training thread keeps every
 # core busy, so more at once only makes all of them slower and the pages sluggish; a workshop
