@@ -19,9 +19,10 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-import streamlit.logger
 import torch
 
+from elastic.app.bundles import MODEL_ORDER
+from elastic.app.paths import DEMO_DIR
 from elastic.checkpoint import BEST_WEIGHTS, META_FILE
 from elastic.data import SyntheticConfig, leave_one_out, load_dataset
 from elastic.defaults import APP_TRAIN, SYNTHETIC_MODEL
@@ -32,11 +33,6 @@ from elastic.train import TrainConfig, Trainer
 
 
 def main(argv: list[str] | None = None) -> int:
-    # where the demo lies is still said by the app's glue module, which imports Streamlit
-    # outside a Streamlit run: silence its "no runtime" warnings before importing it
-    streamlit.logger.set_log_level("error")
-    from elastic.app_support import DEMO_DIR, MODEL_ORDER
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEMO_DIR, help="folder to write")
     parser.add_argument("--epochs", type=int, default=APP_TRAIN["epochs"])

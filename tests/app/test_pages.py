@@ -728,9 +728,9 @@ def test_train_form_keeps_its_submitted_settings_across_a_page_switch():
 
 @pytest.mark.slow
 def test_train_page_stops_resumes_and_saves(monkeypatch, tmp_path):
-    from elastic import app_support
+    from elastic.app import jobs
 
-    monkeypatch.setattr(app_support, "RUNS_DIR", tmp_path)  # saves land here, not in runs/
+    monkeypatch.setattr(jobs, "RUNS_DIR", tmp_path)  # saves land here, not in runs/
     at = open_page(TRAIN)
     for key, value in (
         ("tf_users", 200),
