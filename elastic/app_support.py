@@ -14,18 +14,15 @@ so the first page draws before torch is imported; Python imports a module once p
 
 from __future__ import annotations
 
-import json
 import shutil
-import subprocess
-import sys
 import tempfile
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import streamlit as st
 
+from elastic.app import lab
 from elastic.app.bundles import (
     ModelBundle,
     load_demo_bundle,
@@ -33,7 +30,7 @@ from elastic.app.bundles import (
     read_measured_ablation,
 )
 from elastic.app.jobs import JobSnapshot, TrainingJob
-from elastic.app.paths import ROOT
+from elastic.app.lab import LabSettings, MeasureJob
 
 if TYPE_CHECKING:
     from elastic.data import InteractionData
@@ -262,6 +259,7 @@ def slot_causality_note(bundle: ModelBundle) -> None:
         st.info(sentence, icon=":material/science:")
 
 
+
 def measured_ablation_section(bundle: ModelBundle) -> None:
     """The ablation table measured over all users of the shipped demo, with its source, or a
     sentence saying why it is not shown."""
@@ -368,86 +366,23 @@ def store_upload(uploaded) -> Path:
 
 
 # ----------------------------------------------------------------------------------------------
-# Complexity lab: analytic curves (cached) and measurements in a background thread
+# Complexity lab: the analytic curves per slider state, the measurements per server
 # ----------------------------------------------------------------------------------------------
-
-LAB_N = [2**i for i in range(4, 17)]  # 16 .. 65,536
-LAB_K = [1, 2, 4, 8, 16, 32, 64, 128]
-LAB_SLOTS = [16, 64, 256, 1024, 4096, 16384, 65536]
-LAB_D = [32, 64, 128, 256, 512]
-LAB_LAYERS = [1, 2, 3, 4, 6, 8]
-LAB_BATCH = [1, 2, 4, 8, 16, 32, 64, 128, 256]
-LAB_FORMS = ("sasrec-materialized", "sasrec-sdpa", "elastic")
-
-
-@dataclass(frozen=True)
-class LabSettings:
-    """The lab's sliders except N (the curves run over N)."""
-
-    mode: str  # "infer" or "train"
-    interests: int  # k
-    slots: int  # K
-    d_model: int
-    layers: int
-    batch: int
-
-    def shape(self, seq_len: int):
-        from elastic.complexity import Shape
-
-        return Shape(
-            batch=self.batch,
-            seq_len=seq_len,
-            d_model=self.d_model,
-            layers=self.layers,
-            interests=self.interests,
-            slots=self.slots,
-        )
-
-
-def _costs(settings: LabSettings, seq_len: int) -> dict[str, dict]:
-    """Each form's FLOPs and predicted peak bytes at N = seq_len, each the sum of its formula's
-    terms, which are kept too ("flops terms", "bytes terms") for the lab's hover."""
-    from elastic.complexity import flops_terms, peak_bytes_terms
-
-    shape = settings.shape(seq_len)
-    costs = {}
-    for form in LAB_FORMS:
-        flop_terms = flops_terms(form, settings.mode, shape)
-        byte_terms = peak_bytes_terms(form, settings.mode, shape)
-        costs[form] = {
-            "flops": sum(flop_terms.values()),
-            "bytes": sum(byte_terms.values()),
-            "flops terms": flop_terms,
-            "bytes terms": byte_terms,
-        }
-    return costs
 
 
 @st.cache_data(max_entries=2048, show_spinner=False)
-def analytic_point(settings: LabSettings, seq_len: int) -> dict[str, dict[str, float]]:
-    return _costs(settings, seq_len)
+def analytic_point(settings: LabSettings, seq_len: int) -> dict[str, dict]:
+    return lab.analytic_point(settings, seq_len)
 
 
 @st.cache_data(max_entries=2048, show_spinner=False)
 def analytic_sweep(settings: LabSettings) -> dict:
-    """FLOPs and predicted peak bytes of the three forms over N, their terms point by point,
-    and the crossovers with SDPA."""
-    from elastic.viz.complexity import find_crossover, n_grid
+    return lab.analytic_sweep(settings)
 
-    ns = n_grid(LAB_N[0], LAB_N[-1], per_octave=2)
-    points = [_costs(settings, int(n)) for n in ns]
-    curves = {
-        form: {q: [p[form][q] for p in points] for q in ("flops", "bytes")} for form in LAB_FORMS
-    }
-    terms = {
-        form: {q: [p[form][f"{q} terms"] for p in points] for q in ("flops", "bytes")}
-        for form in LAB_FORMS
-    }
-    crossovers = {
-        q: find_crossover(ns, curves["sasrec-sdpa"][q], curves["elastic"][q])
-        for q in ("flops", "bytes")
-    }
-    return {"ns": ns.tolist(), "curves": curves, "terms": terms, "crossovers": crossovers}
+
+@st.cache_data(show_spinner=False)
+def lab_frame() -> dict:
+    return lab.lab_frame()
 
 
 @st.cache_resource(max_entries=512, show_spinner=False)
@@ -455,140 +390,13 @@ def analytic_figure(settings: LabSettings, seq_len: int):
     """The lab's analytic figure for one slider state. A resource, not data: the figure is only
     read (Streamlit serialises a copy), and skipping the pickle round trip keeps a revisited
     slider state at a few milliseconds."""
-    from elastic.viz.complexity import cost_figure
-
-    sweep, frame = analytic_sweep(settings), lab_frame()
-    return cost_figure(
-        sweep["ns"],
-        sweep["curves"],
-        panels=[
-            ("flops", "time: FLOPs of one call", "flops"),
-            ("bytes", "memory: predicted peak", "bytes"),
-        ],
-        current_n=seq_len,
-        x_range=frame["x_range"],
-        y_ranges=frame["y_ranges"],
-        crossovers=sweep["crossovers"],
-        breakdowns=sweep["terms"],
-        # N·k against N²: SASRec's cost bends to slope 2 (its memory too when the N × N scores
-        # are materialized), ELASTIC's stays at slope 1
-        guides={
-            "flops": [("elastic", 1), ("sasrec-sdpa", 2)],
-            "bytes": [("elastic", 1), ("sasrec-materialized", 2)],
-        },
-    )
-
-
-@st.cache_data(show_spinner=False)
-def lab_frame() -> dict:
-    """Axis ranges that hold every curve any slider setting can draw, rounded to decades, so
-    the frame never moves while the sliders do."""
-    import math
-
-    smallest = LabSettings("infer", LAB_K[0], LAB_SLOTS[0], LAB_D[0], LAB_LAYERS[0], LAB_BATCH[0])
-    largest = LabSettings(
-        "train", LAB_K[-1], LAB_SLOTS[-1], LAB_D[-1], LAB_LAYERS[-1], LAB_BATCH[-1]
-    )
-    low, high = _costs(smallest, LAB_N[0]), _costs(largest, LAB_N[-1])
-    y_ranges = {}
-    for q in ("flops", "bytes"):
-        lo = min(v[q] for v in low.values())
-        hi = max(v[q] for v in high.values())
-        y_ranges[q] = (10 ** math.floor(math.log10(lo)), 10 ** math.ceil(math.log10(hi)))
-    return {"x_range": (LAB_N[0] / 1.3, LAB_N[-1] * 1.3), "y_ranges": y_ranges}
-
-
-@dataclass
-class MeasureJob:
-    """One sweep of measured points for one lab setting; shared by every session (the numbers
-    belong to the device, not to a user). Written by its thread under `lock`."""
-
-    settings: LabSettings
-    ns: list[int]
-    device: str
-    status: str = "queued"  # queued | measuring | done | cancelled | failed
-    records: list[dict] = field(default_factory=list)
-    error: str | None = None
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    cancel: threading.Event = field(default_factory=threading.Event, repr=False)
-
-    @property
-    def total(self) -> int:
-        return len(self.ns) * len(LAB_FORMS)
-
-    def snapshot(self) -> tuple[str, list[dict], str | None]:
-        with self.lock:
-            return self.status, [dict(r) for r in self.records], self.error
-
-    def run(self) -> None:
-        """Measure in a child process (`python -m elastic bench --jsonl`), reading its records
-        line by line. The child runs the CPU memory profiler in its own main thread, so
-        nothing of the profiler (its USDT and thread warnings) reaches the server's console, a
-        measurement that runs out of memory takes only the child down, and Stop ends the child
-        at once."""
-        with _measure_slot:  # one measurement at a time: they would disturb each other
-            if self.cancel.is_set():
-                self._finish("cancelled")
-                return
-            self._finish("measuring")
-            s = self.settings
-            command = [
-                sys.executable, "-m", "elastic", "bench", "--jsonl",
-                "--impl", ",".join(LAB_FORMS), "--n", ",".join(str(n) for n in self.ns),
-                "--k", str(s.interests), "--slots", str(s.slots), "--batch", str(s.batch),
-                "--d-model", str(s.d_model), "--layers", str(s.layers), "--mode", s.mode,
-                "--device", self.device, "--repeats", "3", "--warmup", "1",
-                "--max-point-s", str(MEASURE_MAX_POINT_S),
-            ]  # fmt: skip
-            with tempfile.TemporaryFile("w+") as errors:
-                child = subprocess.Popen(
-                    command, cwd=ROOT, stdout=subprocess.PIPE, stderr=errors, text=True
-                )
-                watcher = threading.Thread(target=self._stop_on_cancel, args=(child,), daemon=True)
-                watcher.start()
-                for line in child.stdout:
-                    if line.startswith("{"):
-                        with self.lock:
-                            self.records.append(json.loads(line))
-                child.wait()
-                if self.cancel.is_set():
-                    self._finish("cancelled")
-                elif child.returncode != 0:
-                    errors.seek(0)
-                    said = [ln for ln in errors.read().splitlines() if ln.startswith("error:")]
-                    reason = said[-1][len("error:") :].strip() if said else None
-                    self._finish(
-                        "failed",
-                        reason or f"The measurement stopped (exit status {child.returncode}).",
-                    )
-                else:
-                    self._finish("done")
-
-    def _stop_on_cancel(self, child: subprocess.Popen) -> None:
-        while child.poll() is None:
-            if self.cancel.wait(0.2):
-                child.terminate()
-                return
-
-    def _finish(self, status: str, error: str | None = None) -> None:
-        with self.lock:
-            self.status, self.error = status, error
-
-
-_measure_slot = threading.Lock()
-MEASURE_MAX_POINT_S = 20.0  # a point predicted to take longer is skipped, with the reason
+    return lab.analytic_figure(analytic_sweep(settings), lab_frame(), seq_len)
 
 
 @st.cache_resource(show_spinner=False)
 def _measurements() -> dict[tuple, MeasureJob]:
     """Every measurement this server made, by (settings, device)."""
     return {}
-
-
-def measurement_grid(device_type: str) -> list[int]:
-    """N values to measure: up to 4k on a CPU (minutes, not hours), 16k on a GPU."""
-    top = 16384 if device_type == "cuda" else 4096
-    return [n for n in LAB_N if 64 <= n <= top]
 
 
 def measurement_for(settings: LabSettings, start: bool = False) -> MeasureJob | None:
@@ -602,110 +410,7 @@ def measurement_for(settings: LabSettings, start: bool = False) -> MeasureJob | 
     if job is not None and job.status in ("cancelled", "failed") and start:
         job = None
     if job is None and start:
-        job = MeasureJob(settings, measurement_grid(device), device)
+        job = MeasureJob(settings, lab.measurement_grid(device), device)
         jobs[key] = job
         threading.Thread(target=job.run, name="elastic-measure", daemon=True).start()
     return job
-
-
-def _measured_curves(records: list[dict]) -> tuple[list[int], dict, list[str]]:
-    """(ns, curves[form]["ms" | "peak"], skipped reasons) from bench records; an unmeasured
-    point is 0, which the figure leaves as a gap."""
-    ns = sorted({r["N"] for r in records})
-    curves = {form: {"ms": [0.0] * len(ns), "peak": [0.0] * len(ns)} for form in LAB_FORMS}
-    skipped = []
-    for r in records:
-        i = ns.index(r["N"])
-        if r.get("skipped"):
-            skipped.append(r["skipped"])
-            continue
-        curves[r["impl"]]["ms"][i] = r["median_ms"]
-        curves[r["impl"]]["peak"][i] = max(r["peak_mib"], 0.01) * 2**20
-    return ns, curves, skipped
-
-
-def measured_section(settings: LabSettings) -> None:
-    """The button, the live progress and the measured curves (polled by a fragment)."""
-    from elastic.device import describe_device, pick_device
-
-    device = pick_device("auto")
-    job = measurement_for(settings)
-    running = job is not None and job.status in ("queued", "measuring")
-    st.caption(
-        f"Device: **{describe_device(device)}**. Each point is the median of 3 calls after a "
-        "warm-up, with the peak memory of one more call. Points the memory guard predicts "
-        "would not fit, or that would take too long, are skipped and say why."
-    )
-    if job is None or job.status in ("cancelled", "failed"):
-        ns = measurement_grid(device.type)
-        if st.button(
-            f"Measure N = {ns[0]}…{ns[-1]} with these settings",
-            icon=":material/timer:",
-            key="measure_start",
-        ):
-            measurement_for(settings, start=True)
-            st.rerun()
-        if job is not None and job.error:
-            st.error(job.error)
-        return
-
-    @st.fragment(run_every=1.0 if running else None)
-    def live() -> None:
-        status, records, error = job.snapshot()
-        if status in ("queued", "measuring"):
-            st.session_state["measure_was_running"] = True
-            done = len(records)
-            st.progress(
-                done / job.total,
-                text="Waiting for another measurement to finish…"
-                if status == "queued"
-                else f"Measuring: {done} of {job.total} points",
-            )
-            st.button("Stop measuring", on_click=job.cancel.set, key="measure_stop")
-        elif st.session_state.pop("measure_was_running", False):
-            st.rerun()
-        if error:
-            st.error(error)
-        if not records:
-            return
-        from elastic.viz.complexity import cost_figure, find_crossover
-
-        ns, curves, skipped = _measured_curves(records)
-        crossovers = {}
-        for q in ("ms", "peak"):
-            a, b = curves["sasrec-sdpa"][q], curves["elastic"][q]
-            both = [i for i in range(len(ns)) if a[i] > 0 and b[i] > 0]
-            if len(both) >= 2:
-                crossovers[q] = find_crossover(
-                    [ns[i] for i in both], [a[i] for i in both], [b[i] for i in both]
-                )
-        ms = [v for c in curves.values() for v in c["ms"] if v > 0]
-        peak = [v for c in curves.values() for v in c["peak"] if v > 0]
-        if not ms:
-            st.caption("No point could be measured with these settings.")
-        else:
-            st.plotly_chart(
-                cost_figure(
-                    ns,
-                    curves,
-                    panels=[
-                        ("ms", "measured time of one call", "ms"),
-                        ("peak", "measured peak memory", "bytes"),
-                    ],
-                    current_n=st.session_state.get("N", 1024),
-                    x_range=lab_frame()["x_range"],
-                    y_ranges={
-                        "ms": (min(ms) / 2, max(ms) * 2),
-                        "peak": (min(peak) / 2, max(peak) * 2),
-                    },
-                    crossovers=crossovers,
-                ),
-                key="measured",
-                width="stretch",
-            )
-        if skipped:
-            with st.expander(f"{len(skipped)} points skipped"):
-                for reason in skipped:
-                    st.markdown(f"- {reason[0].upper()}{reason[1:]}.")
-
-    live()
