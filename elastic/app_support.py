@@ -246,52 +246,6 @@ def measured_ablation() -> dict | None:
     return read_measured_ablation()
 
 
-def slot_causality_note(bundle: ModelBundle) -> None:
-    """Above the memory map: whether the measured ablation found the retrieved slots to matter
-    (the shipped demo only; nothing for a model trained in this session)."""
-    record = measured_ablation()
-    if record is None or bundle.key != "demo":
-        return
-    from elastic.viz.interventions import slot_verdict
-
-    sentence = slot_verdict(record)
-    if sentence:
-        st.info(sentence, icon=":material/science:")
-
-
-
-def measured_ablation_section(bundle: ModelBundle) -> None:
-    """The ablation table measured over all users of the shipped demo, with its source, or a
-    sentence saying why it is not shown."""
-    record = measured_ablation()
-    if record is None:
-        st.caption("No measured ablation yet: `python benchmarks/ablation.py` writes one.")
-        return
-    if bundle.key != "demo":
-        st.caption(
-            "The measured ablation (`benchmarks/results/ablation.md`) describes the shipped "
-            "demo, not the model trained in this session: run `python -m elastic ablate` on "
-            "its checkpoint to measure it."
-        )
-        return
-    import pandas as pd
-
-    from elastic.viz.interventions import ablation_rows, ablation_source, ablation_verdict
-
-    st.markdown(ablation_verdict(record))
-    st.dataframe(
-        pd.DataFrame(ablation_rows(record)),
-        hide_index=True,
-        width="stretch",
-        column_config={
-            "test NDCG@10": st.column_config.NumberColumn(format="%.4f"),
-            "test HR@10": st.column_config.NumberColumn(format="%.4f"),
-        },
-        key="measured_ablation",
-    )
-    st.caption(ablation_source(record))
-
-
 @st.cache_data(show_spinner=False)
 def interest_recovery_of(bundle_key: str, _bundle: ModelBundle) -> dict | None:
     """Dataset-level dispatcher/slot NMI against the planted interests (synthetic only)."""
