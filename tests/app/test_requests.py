@@ -36,7 +36,8 @@ def test_the_forms_defaults_can_run():
         ("synthetic", "synthetic", SYNTHETIC_DATA | {"min_seq_len": 80, "max_seq_len": 60},
          "The shortest history (80) cannot be longer than the longest history (60)."),
         ("synthetic", "synthetic", SYNTHETIC_DATA | {"interests_per_user": 9},
-         "invalid synthetic configuration: interests_per_user must lie in 1..planted_interests"),
+         "synthetic: invalid synthetic configuration: interests_per_user must lie in "
+         "1..planted_interests=8 (got 9)"),
     ],
 )  # fmt: skip
 def test_a_setting_that_cannot_run_gets_a_sentence(source, dataset, dataset_kwargs, sentence):
