@@ -1,4 +1,5 @@
-"""Streamlit glue: the only module below `app.py` and `app_pages/` that imports Streamlit.
+"""Streamlit glue of the pages: with `elastic.app_guide` (the guided path's), the only module
+below `app.py` and `app_pages/` that imports Streamlit.
 
 It wraps the app's Streamlit-free parts (`elastic.app`) for Streamlit and holds nothing else:
 
