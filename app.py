@@ -2,20 +2,21 @@
 
 The entry point only builds the navigation, the sidebar and, on a step of the guided path
 (`?step=3`), the step's banner above the page (`elastic.app_guide`); each page in app_pages/
-composes views from `elastic.viz` (pure figures) and `elastic.app_support` (cached models,
-background jobs). The folder is not called `pages/` on purpose: Streamlit treats a `pages/`
-folder beside the entry point as an old-style multipage app until `st.navigation` first runs,
-so a shared deep link (/complexity_lab?N=4096) opened on a fresh server would skip app.py
-entirely.
+composes views from `elastic.viz` (pure figures), `elastic.app` (the models, the jobs and the
+lab's data, without Streamlit) and `elastic.app_support` (their caches and session state). The
+folder is not called `pages/` on purpose: Streamlit treats a `pages/` folder beside the entry
+point as an old-style multipage app until `st.navigation` first runs, so a shared deep link
+(/complexity_lab?N=4096) opened on a fresh server would skip app.py entirely.
 """
 
 import streamlit as st
 
 from elastic import app_guide
 from elastic import app_support as support
+from elastic.app.paths import FAVICON
 
 # a local file: a :material/...: favicon is fetched from fonts.gstatic.com by the browser
-st.set_page_config(page_title="ELASTIC", page_icon=str(support.FAVICON), layout="wide")
+st.set_page_config(page_title="ELASTIC", page_icon=str(FAVICON), layout="wide")
 
 home = st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True)
 pages = {

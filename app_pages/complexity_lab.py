@@ -4,6 +4,7 @@ sliders move, measured curves on this device on request, and the crossover."""
 import streamlit as st
 
 from elastic import app_support as support
+from elastic.app import lab
 
 st.title("Complexity lab")
 st.caption(
@@ -25,7 +26,7 @@ def keep_a_mode() -> None:
 # The sliders and everything they drive form a fragment: moving a slider reruns only this part
 # (not the sidebar, not the measured section), which keeps a redraw within a frame or two.
 @st.fragment
-def analytic_lab() -> "support.LabSettings":
+def analytic_lab() -> "lab.LabSettings":
     c1, c2, c3, c4 = st.columns(4)
     with c1:
         if "mode" not in st.session_state and not st.query_params.get("mode"):
@@ -41,24 +42,24 @@ def analytic_lab() -> "support.LabSettings":
         )
         mode = mode or st.session_state.get("lab_mode", "infer")  # a link with an empty mode=
         seq_len = st.select_slider(
-            "History length N", support.LAB_N, value=1024, key="N", bind="query-params"
+            "History length N", lab.LAB_N, value=1024, key="N", bind="query-params"
         )
     with c2:
-        k = st.select_slider("Dispatchers k", support.LAB_K, value=8, key="k", bind="query-params")
+        k = st.select_slider("Dispatchers k", lab.LAB_K, value=8, key="k", bind="query-params")
         slots = st.select_slider(
-            "Memory slots K", support.LAB_SLOTS, value=256, key="K", bind="query-params"
+            "Memory slots K", lab.LAB_SLOTS, value=256, key="K", bind="query-params"
         )
     with c3:
-        d_model = st.select_slider("Width d", support.LAB_D, value=64, key="d", bind="query-params")
+        d_model = st.select_slider("Width d", lab.LAB_D, value=64, key="d", bind="query-params")
         layers = st.select_slider(
-            "Layers", support.LAB_LAYERS, value=2, key="layers", bind="query-params"
+            "Layers", lab.LAB_LAYERS, value=2, key="layers", bind="query-params"
         )
     with c4:
         batch = st.select_slider(
-            "Batch B", support.LAB_BATCH, value=32, key="batch", bind="query-params"
+            "Batch B", lab.LAB_BATCH, value=32, key="batch", bind="query-params"
         )
 
-    settings = support.LabSettings(mode, int(k), int(slots), int(d_model), int(layers), int(batch))
+    settings = lab.LabSettings(mode, int(k), int(slots), int(d_model), int(layers), int(batch))
     crossovers = support.analytic_sweep(settings)["crossovers"]
     st.plotly_chart(
         support.analytic_figure(settings, int(seq_len)),
@@ -121,5 +122,67 @@ with st.expander("The formulas (per layer)"):
         "add up to the plotted value."
     )
 
+
+
+def measured_section(settings: lab.LabSettings) -> None:
+    """The button, the live progress and the measured curves (polled by a fragment)."""
+    from elastic.device import describe_device, pick_device
+
+    device = pick_device("auto")
+    job = support.measurement_for(settings)
+    running = job is not None and job.status in ("queued", "measuring")
+    st.caption(
+        f"Device: **{describe_device(device)}**. Each point is the median of 3 calls after a "
+        "warm-up, with the peak memory of one more call. Points the memory guard predicts "
+        "would not fit, or that would take too long, are skipped and say why."
+    )
+    if job is None or job.status in ("cancelled", "failed"):
+        ns = lab.measurement_grid(device.type)
+        if st.button(
+            f"Measure N = {ns[0]}…{ns[-1]} with these settings",
+            icon=":material/timer:",
+            key="measure_start",
+        ):
+            support.measurement_for(settings, start=True)
+            st.rerun()
+        if job is not None and job.error:
+            st.error(job.error)
+        return
+
+    @st.fragment(run_every=1.0 if running else None)
+    def live() -> None:
+        status, records, error = job.snapshot()
+        if status in ("queued", "measuring"):
+            st.session_state["measure_was_running"] = True
+            done = len(records)
+            st.progress(
+                done / job.total,
+                text="Waiting for another measurement to finish…"
+                if status == "queued"
+                else f"Measuring: {done} of {job.total} points",
+            )
+            st.button("Stop measuring", on_click=job.cancel.set, key="measure_stop")
+        elif st.session_state.pop("measure_was_running", False):
+            st.rerun()
+        if error:
+            st.error(error)
+        if not records:
+            return
+        ns, curves, skipped = lab.measured_curves(records)
+        figure = lab.measured_figure(
+            ns, curves, st.session_state.get("N", 1024), support.lab_frame()["x_range"]
+        )
+        if figure is None:
+            st.caption("No point could be measured with these settings.")
+        else:
+            st.plotly_chart(figure, key="measured", width="stretch")
+        if skipped:
+            with st.expander(f"{len(skipped)} points skipped"):
+                for reason in skipped:
+                    st.markdown(f"- {reason[0].upper()}{reason[1:]}.")
+
+    live()
+
+
 st.subheader("Measured on this device")
-support.measured_section(settings)
+measured_section(settings)

@@ -4,6 +4,7 @@
 import numpy as np
 import streamlit as st
 
+from app_pages._views import measured_ablation_section
 from elastic import app_support as support
 from elastic.viz import analysis, interventions, softmax
 from elastic.viz.attention import (
@@ -529,7 +530,7 @@ if comparison is not None:
         )
 
 st.markdown("**Over all users: the measured ablation**")
-support.measured_ablation_section(bundle)
+measured_ablation_section(bundle)
 local = (
     f"Besides the dispatchers, each position also attends to its {cfg.local_window} most recent "
     f"items (a local window, O(N·{cfg.local_window}·d)), which these grids do not show. "

@@ -10,6 +10,7 @@ import streamlit as st
 
 from elastic import app_guide, guide
 from elastic import app_support as support
+from elastic.app.paths import ARCHITECTURE_SVG
 from elastic.viz.training import training_figure
 
 st.title("ELASTIC: attention that costs O(N·k), not O(N²)")
@@ -53,8 +54,8 @@ right.markdown(
     "3. **Stage 2, dispatch:** each history position reads the k interest vectors back "
     "(N × k weights). Nothing N × N is ever formed."
 )
-if support.ARCHITECTURE_SVG.is_file():
-    st.image(str(support.ARCHITECTURE_SVG), width=1000)
+if ARCHITECTURE_SVG.is_file():
+    st.image(str(ARCHITECTURE_SVG), width=1000)
 loaded = st.container()
 
 info = support.demo_info()

@@ -8,6 +8,7 @@ import streamlit as st
 
 from elastic import app_support as support
 from elastic.viz.grid import clicked_cell, clicked_customdata
+from elastic.viz.interventions import slot_verdict
 from elastic.viz.memory import (
     label_share_figure,
     rank_counts,
@@ -29,7 +30,13 @@ st.caption(
     "many users retrieve a slot; the ringed slots are the chosen user's (the larger the ring, "
     "the larger its gate). **Click a slot** to see who retrieves it and what they share."
 )
-support.slot_causality_note(bundle)
+# whether the measured ablation found the retrieved slots to matter: it measured the shipped
+# demo, so a model trained in this session gets no sentence
+ablation = support.measured_ablation()
+if ablation is not None and bundle.key == "demo":
+    verdict = slot_verdict(ablation)
+    if verdict:
+        st.info(verdict, icon=":material/science:")
 
 table = support.memory_table(bundle.key, bundle)
 c_user, c_slot = st.columns([3, 1])

@@ -4,6 +4,7 @@ in ELASTIC's list when each of its dispatchers is removed."""
 import pandas as pd
 import streamlit as st
 
+from app_pages._views import measured_ablation_section
 from elastic import app_support as support
 from elastic.viz import analysis
 from elastic.viz.attention import dispatcher_labels
@@ -108,4 +109,4 @@ st.page_link(
 )
 
 st.subheader("Over all users: the measured ablation")
-support.measured_ablation_section(bundle)
+measured_ablation_section(bundle)

@@ -6,12 +6,20 @@ import pandas as pd
 import streamlit as st
 
 from elastic import app_support as support
+from elastic.app.jobs import TRAINING_SLOTS
+from elastic.app.requests import (
+    TrainRequest,
+    check_training_request,
+    default_movielens_path,
+    table_columns,
+)
+from elastic.defaults import APP_TRAIN, SYNTHETIC_MODEL
 from elastic.defaults import SYNTHETIC_DATA as DATA
 from elastic.viz.style import MODEL_NAMES
 
 job = support.training_job()
 snap = job.snapshot()
-defaults_model, defaults_train = support.DEFAULT_MODEL, support.DEFAULT_TRAIN
+defaults_model, defaults_train = SYNTHETIC_MODEL, APP_TRAIN
 KEEP = {"persist_state": "session"}  # the form keeps its settings across page switches
 
 st.title("Train")
@@ -58,7 +66,7 @@ if source == "upload":
     if uploaded is not None:
         uploaded_path = support.store_upload(uploaded)
         try:
-            columns = support.table_columns(uploaded_path, separator)
+            columns = table_columns(uploaded_path, separator)
         except ValueError as error:
             st.error(f"{uploaded.name} could not be read: {error}")
 
@@ -115,7 +123,7 @@ with st.form("train_form"):
         )
         dataset = st.text_input(
             "Path on the server",
-            str(uploaded_path) if uploaded_path else support.default_movielens_path(),
+            str(uploaded_path) if uploaded_path else default_movielens_path(),
             disabled=uploaded_path is not None,
         )
         five_core = st.checkbox(
@@ -199,11 +207,11 @@ if submitted:
         epochs=int(epochs), batch_size=int(batch), lr=float(lr), seed=int(seed),
         patience=int(patience),
     )  # fmt: skip
-    problem = support.check_training_request(source, dataset, dataset_kwargs, model, train)
+    problem = check_training_request(source, dataset, dataset_kwargs, model, train)
     if problem:
         st.error(problem)
     else:
-        job.start(support.TrainRequest(dataset, dataset_kwargs, label, model, train))
+        job.start(TrainRequest(dataset, dataset_kwargs, label, model, train))
         st.session_state["train_was_running"] = True
         st.session_state.pop("train_archive", None)  # the last run's download is gone
         snap = job.snapshot()
@@ -324,6 +332,6 @@ def live_run() -> None:
 
 live_run()
 st.caption(
-    f"This server trains at most {support.TRAINING_SLOTS} models at once; other sessions' runs "
+    f"This server trains at most {TRAINING_SLOTS} models at once; other sessions' runs "
     "wait for a free slot so that every page stays responsive."
 )

@@ -28,7 +28,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import streamlit.logger  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
 
 from tests.app.browser import (  # noqa: E402
@@ -296,9 +295,7 @@ def write_markdown(result: dict, path: Path) -> None:
 def main() -> int:
     import torch
 
-    streamlit.logger.set_log_level("error")  # app_support is imported outside a Streamlit run
-
-    from elastic.app_support import TRAINING_SLOTS
+    from elastic.app.jobs import TRAINING_SLOTS
 
     result = {
         "date": time.strftime("%Y-%m-%d %H:%M"),

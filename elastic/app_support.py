@@ -1,15 +1,13 @@
-"""Streamlit glue: the only module below `app.py` and `app_pages/` that imports Streamlit.
+"""Streamlit glue of the pages: with `elastic.app_guide` (the guided path's), the only module
+below `app.py` and `app_pages/` that imports Streamlit.
 
-It holds three things and nothing else:
+It wraps the app's Streamlit-free parts (`elastic.app`) for Streamlit and holds nothing else:
 
-1. cached loaders — the shipped demo models (`st.cache_resource`, shared by every session) and
-   the arrays derived from them (`st.cache_data`, keyed by the model bundle's key);
-2. the per-session background training job (`TrainingJob`, held by a session-scoped
-   `st.cache_resource`): ELASTIC and SASRec each train in a thread of their own, with a stop
-   event and a lock; the threads make no Streamlit call, the page polls `snapshot()` from an
-   `st.fragment(run_every=...)`;
-3. the background measurement of the complexity lab (`MeasureJob`), for the same reason: a
-   measurement must never freeze a page.
+1. caches — the shipped demo models (`st.cache_resource`, shared by every session) and the
+   arrays derived from them (`st.cache_data`, keyed by the model bundle's key); the lab's
+   analytic curves and the server's measurements;
+2. session state — this session's training job (a session-scoped `st.cache_resource`), the
+   model source and the user every page shows, the session's uploads, the sidebar's badge.
 
 Heavy imports (torch and everything that needs it) happen inside the functions that need them,
 so the first page draws before torch is imported; Python imports a module once per process.
@@ -17,83 +15,38 @@ so the first page draws before torch is imported; Python imports a module once p
 
 from __future__ import annotations
 
-import contextlib
-import copy
-import json
-import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import threading
-import time
-import uuid
-import zipfile
-from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import streamlit as st
 
-from elastic.defaults import SYNTHETIC_MODEL, SYNTHETIC_TRAIN
+from elastic.app import lab
+from elastic.app.bundles import (
+    ModelBundle,
+    load_demo_bundle,
+    read_demo_info,
+    read_measured_ablation,
+)
+from elastic.app.jobs import JobSnapshot, TrainingJob
+from elastic.app.lab import LabSettings, MeasureJob
 
 if TYPE_CHECKING:
     from elastic.data import InteractionData
-    from elastic.models import SequentialRecommender
     from elastic.viz.analysis import UserView
-
-ROOT = Path(__file__).resolve().parent.parent
-ASSETS = ROOT / "assets"
-DEMO_DIR = ASSETS / "demo"  # written by scripts/make_demo_checkpoint.py
-DEMO_INFO = DEMO_DIR / "demo.json"
-ARCHITECTURE_SVG = ASSETS / "architecture.svg"
-FAVICON = ASSETS / "favicon.svg"
-ABLATION_RESULTS = ROOT / "benchmarks" / "results" / "ablation.json"  # benchmarks/ablation.py
-RUNS_DIR = ROOT / "runs" / "app"  # where the Train page saves (ignored by git)
-MODEL_ORDER = ("elastic", "sasrec")
-
-# The defaults of the Train form, and what the shipped demo was trained with
-# (scripts/make_demo_checkpoint.py, which records the seconds each model took in demo.json):
-# small enough to train on a laptop CPU while the workshop watches, large enough that the
-# dispatchers recover the planted interests well above chance.
-DEFAULT_MODEL = dict(SYNTHETIC_MODEL)
-DEFAULT_TRAIN = {k: v for k, v in SYNTHETIC_TRAIN.items() if k != "num_threads"} | {"seed": 0}
-
-# How many models may train at once in this server process. Each training thread keeps every
-# core busy, so more at once only makes all of them slower and the pages sluggish; a workshop
-# server with many cores raises it (ELASTIC_APP_TRAINING_SLOTS).
-TRAINING_SLOTS = int(os.environ.get("ELASTIC_APP_TRAINING_SLOTS", max(1, (os.cpu_count() or 2))))
-_training_slots = threading.BoundedSemaphore(TRAINING_SLOTS)
-
 
 # ----------------------------------------------------------------------------------------------
 # The loaded models
 # ----------------------------------------------------------------------------------------------
 
 
-@dataclass
-class ModelBundle:
-    """A dataset and the two models trained on it, ready for the views (eval mode)."""
-
-    key: str  # "demo", or "session-<id>" for a model trained in this session
-    label: str  # shown in the sidebar
-    data: InteractionData
-    models: dict[str, SequentialRecommender]  # "elastic" (always) and "sasrec" (if trained)
-    metrics: dict[str, dict]  # model -> {"valid": ..., "test": ...}
-    device: str  # human name of the device the models run on
-
-    @property
-    def elastic(self):
-        return self.models["elastic"]
-
-
 @st.cache_data(show_spinner=False)
 def demo_info() -> dict | None:
-    """The demo's description (dataset settings, metrics, training curves), read without torch;
-    None when the demo was never built."""
-    if not DEMO_INFO.is_file():
-        return None
-    return json.loads(DEMO_INFO.read_text())
+    """The demo's description (`bundles.read_demo_info`), read once per server; None when the
+    demo was never built."""
+    return read_demo_info()
 
 
 @st.cache_resource(show_spinner="Loading the shipped demo models…")
@@ -101,23 +54,7 @@ def demo_bundle() -> ModelBundle | None:
     """The shipped checkpoint of the default synthetic dataset, on the auto-picked device;
     shared read-only by every session. None when assets/demo is missing."""
     info = demo_info()
-    if info is None:
-        return None
-    from elastic.checkpoint import check_dataset, load_model
-    from elastic.data import load_dataset
-    from elastic.device import describe_device, pick_device
-
-    data = load_dataset(info["dataset"]["spec"], **info["dataset"].get("settings", {}))
-    device = pick_device("auto")
-    models, metrics = {}, {}
-    for name in MODEL_ORDER:
-        folder = DEMO_DIR / name
-        if not folder.is_dir():
-            continue
-        model, meta = load_model(folder, device)
-        check_dataset(meta, data.fingerprint(), folder)
-        models[name], metrics[name] = model, meta.get("metrics", {})
-    return ModelBundle("demo", "shipped demo", data, models, metrics, describe_device(device))
+    return None if info is None else load_demo_bundle(info)
 
 
 def current_bundle() -> ModelBundle | None:
@@ -307,54 +244,7 @@ def experiment_of(bundle_key: str, user_index: int, experiment, _bundle: ModelBu
 @st.cache_data(show_spinner=False)
 def measured_ablation() -> dict | None:
     """`benchmarks/ablation.py`'s record of the shipped demo, or None when it was never run."""
-    if not ABLATION_RESULTS.is_file():
-        return None
-    return json.loads(ABLATION_RESULTS.read_text())
-
-
-def slot_causality_note(bundle: ModelBundle) -> None:
-    """Above the memory map: whether the measured ablation found the retrieved slots to matter
-    (the shipped demo only; nothing for a model trained in this session)."""
-    record = measured_ablation()
-    if record is None or bundle.key != "demo":
-        return
-    from elastic.viz.interventions import slot_verdict
-
-    sentence = slot_verdict(record)
-    if sentence:
-        st.info(sentence, icon=":material/science:")
-
-
-def measured_ablation_section(bundle: ModelBundle) -> None:
-    """The ablation table measured over all users of the shipped demo, with its source, or a
-    sentence saying why it is not shown."""
-    record = measured_ablation()
-    if record is None:
-        st.caption("No measured ablation yet: `python benchmarks/ablation.py` writes one.")
-        return
-    if bundle.key != "demo":
-        st.caption(
-            "The measured ablation (`benchmarks/results/ablation.md`) describes the shipped "
-            "demo, not the model trained in this session: run `python -m elastic ablate` on "
-            "its checkpoint to measure it."
-        )
-        return
-    import pandas as pd
-
-    from elastic.viz.interventions import ablation_rows, ablation_source, ablation_verdict
-
-    st.markdown(ablation_verdict(record))
-    st.dataframe(
-        pd.DataFrame(ablation_rows(record)),
-        hide_index=True,
-        width="stretch",
-        column_config={
-            "test NDCG@10": st.column_config.NumberColumn(format="%.4f"),
-            "test HR@10": st.column_config.NumberColumn(format="%.4f"),
-        },
-        key="measured_ablation",
-    )
-    st.caption(ablation_source(record))
+    return read_measured_ablation()
 
 
 @st.cache_data(show_spinner=False)
@@ -375,366 +265,8 @@ def interest_recovery_of(bundle_key: str, _bundle: ModelBundle) -> dict | None:
 
 
 # ----------------------------------------------------------------------------------------------
-# The background training job
+# This session's training job
 # ----------------------------------------------------------------------------------------------
-
-
-@dataclass
-class TrainRequest:
-    """Everything the Train form decides. Plain values only, so it can be shown and saved."""
-
-    dataset: str  # what load_dataset reads: "synthetic", a folder, a .zip, a .csv...
-    dataset_kwargs: dict  # synthetic settings, or the table's columns, or five_core
-    dataset_label: str  # human name ("synthetic", "ML-1M", "upload: ratings.csv")
-    model: dict  # build_model settings shared by both models (max_len, d_model, ...)
-    train: dict  # TrainConfig fields (epochs, batch_size, lr, seed, ...)
-    models: tuple[str, ...] = MODEL_ORDER
-
-
-@dataclass
-class ModelRun:
-    """One model's progress; written by its training thread under the job lock."""
-
-    name: str
-    status: str = (
-        "queued"  # queued | waiting for a free CPU slot | training | done | stopped | failed
-    )
-    progress: float = 0.0  # share of the configured epochs done
-    batch_losses: list[tuple[float, float]] = field(default_factory=list)  # (epoch, loss)
-    history: list[dict] = field(default_factory=list)  # the trainer's per-epoch entries
-    result: dict | None = None  # what Trainer.fit returned last
-    error: str | None = None
-
-
-@dataclass
-class JobSnapshot:
-    """A copy of the job's state for one poll of the page; never shared with the threads."""
-
-    generation: int
-    version: int  # grows with every change of the job's state: same version, same picture
-    phase: str  # idle | loading | training | finished | stopped | failed
-    request: TrainRequest | None
-    runs: dict[str, ModelRun]
-    error: str | None
-    dataset_stats: dict | None
-    started_at: float | None
-    has_models: bool
-
-    @property
-    def running(self) -> bool:
-        return self.phase in ("loading", "training")
-
-
-class TrainingJob:
-    """ELASTIC and SASRec trained side by side in background threads, one job per session.
-
-    A supervisor thread loads the data and builds the trainers, then starts one thread per model
-    and waits for them. The threads touch only this object (under `lock`) and their trainer;
-    they never call Streamlit. `stop()` sets every trainer's stop event (the trainers stop before
-    their next batch); `resume()` continues a stopped run from the last complete epoch.
-    """
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.id = uuid.uuid4().hex  # tells the sessions' jobs apart in the figure cache
-        self.generation = 0
-        self.version = 0  # bumped under the lock by every change the page may draw
-        self.phase = "idle"
-        self.request: TrainRequest | None = None
-        self.runs: dict[str, ModelRun] = {}
-        self.error: str | None = None
-        self.dataset_stats: dict | None = None
-        self.started_at: float | None = None
-        self.data = None
-        self.trainers: dict = {}
-        self._supervisor: threading.Thread | None = None
-        self._stop = threading.Event()
-        self._bundle: ModelBundle | None = None
-
-    # -------------------------------------------------------------------------- for the page
-
-    def snapshot(self) -> JobSnapshot:
-        with self.lock:
-            # shallow copies: loss tuples and history entries are never mutated once appended
-            runs = {
-                name: replace(run, batch_losses=list(run.batch_losses), history=list(run.history))
-                for name, run in self.runs.items()
-            }
-            return JobSnapshot(
-                generation=self.generation,
-                version=self.version,
-                phase=self.phase,
-                request=self.request,
-                runs=runs,
-                error=self.error,
-                dataset_stats=dict(self.dataset_stats) if self.dataset_stats else None,
-                started_at=self.started_at,
-                has_models=bool(self.trainers),
-            )
-
-    def running(self) -> bool:
-        with self.lock:
-            return self.phase in ("loading", "training")
-
-    def start(self, request: TrainRequest) -> None:
-        """Start a new run (an earlier one must have ended)."""
-        with self.lock:
-            if self.phase in ("loading", "training"):
-                raise RuntimeError("a training run is in progress; stop it first")
-            self.generation += 1
-            self.version += 1
-            self.phase = "loading"
-            self.request = request
-            self.runs = {name: ModelRun(name) for name in request.models}
-            self.error = None
-            self.dataset_stats = None
-            self.started_at = time.time()
-            self.trainers = {}
-            self.data = None
-            self._bundle = None
-        self._stop.clear()
-        self._launch(fresh=True)
-
-    def stop(self) -> None:
-        """Ask every trainer to stop before its next batch; returns at once."""
-        self._stop.set()
-        for trainer in list(self.trainers.values()):
-            trainer.stop_event.set()
-
-    def resume(self) -> None:
-        """Continue a stopped run from the last complete epoch of each model."""
-        with self.lock:
-            if self.phase != "stopped" or not self.trainers:
-                raise RuntimeError("only a stopped run can be resumed")
-            self.phase = "training"
-            self.version += 1
-            for run in self.runs.values():
-                if run.status in ("stopped", "queued"):
-                    run.status = "queued"
-        self._stop.clear()
-        for trainer in self.trainers.values():
-            trainer.stop_event.clear()
-        self._launch(fresh=False)
-
-    def release(self) -> None:
-        """The session ended: stop the threads so they free the CPU."""
-        self.stop()
-
-    def bundle(self) -> ModelBundle | None:
-        """The trained models as a bundle for the other pages, once the run has ended and
-        ELASTIC has validated at least once."""
-        with self.lock:
-            return self._bundle
-
-    def save(self, folder: Path | None = None) -> Path:
-        """Save each model's checkpoint under `folder` (default runs/app/<time>) and a zip of
-        them beside it; only when no thread is training."""
-        if self.running():
-            raise RuntimeError("stop the run (or let it finish) before saving")
-        if not self.trainers:
-            raise RuntimeError("nothing to save: train a model first")
-        folder = folder or RUNS_DIR / time.strftime("%Y%m%d-%H%M%S")
-        for name, trainer in self.trainers.items():
-            trainer.save_checkpoint(folder / name)
-        if self.request is not None:
-            (folder / "request.json").write_text(json.dumps(asdict(self.request), indent=2))
-        archive = folder.with_suffix(".zip")
-        with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
-            for file in sorted(folder.rglob("*")):
-                if file.is_file():
-                    zf.write(file, file.relative_to(folder.parent))
-        return archive
-
-    # -------------------------------------------------------------------------- the threads
-
-    def _launch(self, fresh: bool) -> None:
-        generation = self.generation
-        self._supervisor = threading.Thread(
-            target=self._supervise,
-            args=(generation, fresh),
-            name=f"elastic-train-{generation}",
-            daemon=True,
-        )
-        self._supervisor.start()
-
-    def _set(self, generation: int, **changes: Any) -> bool:
-        with self.lock:
-            if generation != self.generation:
-                return False
-            for name, value in changes.items():
-                setattr(self, name, value)
-            self.version += 1
-            return True
-
-    def _supervise(self, generation: int, fresh: bool) -> None:
-        lower_thread_priority()
-        try:
-            if fresh:
-                self._prepare(generation)
-            self._set(generation, phase="training")
-            threads = [
-                threading.Thread(
-                    target=self._train_one,
-                    args=(generation, name),
-                    name=f"elastic-train-{generation}-{name}",
-                    daemon=True,
-                )
-                for name in self.trainers
-                if self.runs[name].status not in ("done", "failed")
-            ]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
-            self._finish(generation)
-        except Exception as error:  # any failure is shown to the user as one sentence
-            self._set(generation, phase="failed", error=_sentence(error))
-
-    def _prepare(self, generation: int) -> None:
-        from elastic.data import leave_one_out, load_dataset
-        from elastic.models import build_model
-        from elastic.train import TrainConfig, Trainer
-
-        request = self.request
-        data = load_dataset(request.dataset, **request.dataset_kwargs)
-        split = leave_one_out(data)
-        config = TrainConfig(**request.train)
-        problem = training_memory_problem(request, data.num_items)
-        if problem:
-            raise ValueError(problem)
-        trainers = {}
-        for name in request.models:
-            model = build_model(name, num_items=data.num_items, **request.model)
-            trainer = Trainer(model, split, config, data=data, data_spec=request.dataset_label)
-            trainer.add_callback("on_batch_end", self._on_batch(generation, name))
-            trainer.add_callback("on_epoch_end", self._on_epoch(generation, name, trainer))
-            if self._stop.is_set():
-                trainer.stop_event.set()
-            trainers[name] = trainer
-        with self.lock:
-            if generation != self.generation:
-                return
-            self.version += 1
-            self.data = data
-            self.trainers = trainers
-            self.dataset_stats = data.stats()
-
-    def _on_batch(self, generation: int, name: str):
-        def record(event) -> None:
-            with self.lock:
-                if generation != self.generation:
-                    return
-                run = self.runs[name]
-                self.version += 1
-                run.progress = event.progress
-                run.batch_losses.append((event.epoch - 1 + event.batch / event.batches, event.loss))
-
-        return record
-
-    def _on_epoch(self, generation: int, name: str, trainer):
-        def record(event) -> None:
-            history = trainer.snapshot()["history"]
-            with self.lock:
-                if generation == self.generation:
-                    self.runs[name].history = history
-                    self.version += 1
-
-        return record
-
-    def _update_run(self, name: str, **changes: Any) -> None:
-        with self.lock:
-            for field_name, value in changes.items():
-                setattr(self.runs[name], field_name, value)
-            self.version += 1
-
-    def _train_one(self, generation: int, name: str) -> None:
-        lower_thread_priority()
-        trainer = self.trainers[name]
-        self._update_run(name, status="waiting for a free CPU slot")
-        while not _training_slots.acquire(timeout=0.2):
-            if trainer.stop_event.is_set():
-                self._update_run(name, status="stopped")
-                return
-        try:
-            self._update_run(name, status="training")
-            result = trainer.fit()
-            done = not result["stopped"]
-            self._update_run(
-                name,
-                result=result,
-                history=result["history"],
-                status="done" if done else "stopped",
-                **({"progress": 1.0} if done else {}),
-            )
-        except Exception as error:  # any failure is shown to the user as one sentence
-            self._update_run(name, status="failed", error=_sentence(error))
-        finally:
-            _training_slots.release()
-
-    def _finish(self, generation: int) -> None:
-        with self.lock:
-            if generation != self.generation:
-                return
-            statuses = {run.status for run in self.runs.values()}
-        if "failed" in statuses:
-            phase = "failed"
-        elif "stopped" in statuses:
-            phase = "stopped"
-        else:
-            phase = "finished"
-        bundle = self._make_bundle(generation)
-        with self.lock:
-            if generation != self.generation:
-                return
-            self.version += 1
-            self.phase = phase
-            self._bundle = bundle
-            if phase == "failed" and self.error is None:
-                self.error = next(r.error for r in self.runs.values() if r.error)
-
-    def _make_bundle(self, generation: int) -> ModelBundle | None:
-        """Copies of the best weights, so the views never see a model that is training."""
-        trainer = self.trainers.get("elastic")
-        if trainer is None or trainer.best_state is None:
-            return None
-        from elastic.device import describe_device
-
-        models, metrics = {}, {}
-        for name, trainer in self.trainers.items():
-            if trainer.best_state is None:
-                continue
-            model = copy.deepcopy(trainer.model)
-            model.load_state_dict(trainer.best_state)
-            models[name] = model.eval()
-            snap = trainer.snapshot()
-            metrics[name] = {"valid": snap["best_valid"], "test": snap["test"]}
-        label = f"{self.request.dataset_label}, run {generation}"
-        return ModelBundle(
-            f"session-{uuid.uuid4().hex[:12]}",
-            label,
-            self.data,
-            models,
-            metrics,
-            describe_device(trainer.device),
-        )
-
-
-TRAINING_NICE = int(os.environ.get("ELASTIC_APP_TRAINING_NICE", 10))
-
-
-def lower_thread_priority(nice: int = TRAINING_NICE) -> None:
-    """Give the calling thread a lower CPU priority (Linux: `setpriority` on a thread id touches
-    that thread only; the OpenMP workers torch starts from it inherit the value). Training then
-    yields the cores to the pages and the browser instead of competing with them."""
-    if nice and hasattr(os, "setpriority"):
-        with contextlib.suppress(OSError):
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
-
-
-def _sentence(error: BaseException) -> str:
-    """One readable sentence for an error a user can cause (no traceback)."""
-    text = str(error).strip() or type(error).__name__
-    return text[0].upper() + text[1:] if text else text
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -753,6 +285,17 @@ def training_curves(job_id: str, generation: int, version: int, _snapshot: JobSn
 def training_job() -> TrainingJob:
     """This session's training job: survives reruns and page switches, ends with the session."""
     return TrainingJob()
+
+
+def training_status_badge() -> None:
+    """A line in the sidebar while this session trains, so a page switch never hides a run."""
+    snap = training_job().snapshot()
+    if snap.running:
+        done = [run.progress for run in snap.runs.values()]
+        share = sum(done) / len(done) if done else 0.0
+        st.sidebar.info(f"Training in the background: {share:.0%} done (see the Train page).")
+    elif snap.phase == "finished" and snap.has_models:
+        st.sidebar.success("This session's training run has finished.")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -777,176 +320,24 @@ def store_upload(uploaded) -> Path:
     return path
 
 
-def training_status_badge() -> None:
-    """A line in the sidebar while this session trains, so a page switch never hides a run."""
-    snap = training_job().snapshot()
-    if snap.running:
-        done = [run.progress for run in snap.runs.values()]
-        share = sum(done) / len(done) if done else 0.0
-        st.sidebar.info(f"Training in the background: {share:.0%} done (see the Train page).")
-    elif snap.phase == "finished" and snap.has_models:
-        st.sidebar.success("This session's training run has finished.")
-
-
-def training_memory_problem(request: TrainRequest, num_items: int) -> str | None:
-    """The memory guard of elastic.complexity applied to one training step of each model:
-    a sentence when a setting would not fit in this machine's memory, else None."""
-    from elastic.complexity import Shape, check_training_budget
-    from elastic.device import pick_device
-
-    m, t = request.model, request.train
-    shape = Shape(
-        batch=int(t.get("batch_size", 128)),
-        seq_len=m["max_len"],
-        d_model=m["d_model"],
-        heads=m["num_heads"],
-        layers=m["num_layers"],
-        interests=m["num_interests"],
-        slots=m["num_slots"],
-        items=num_items,
-    )
-    device = pick_device(t.get("device", "auto"))
-    forms = {"elastic": "elastic", "sasrec": "sasrec-sdpa"}  # the app trains SASRec with SDPA
-    for name in request.models:
-        reason = check_training_budget(forms[name], shape, device)
-        if reason:
-            return f"This setting would not fit: {reason}. Lower the batch size or N."
-    return None
-
-
-def table_columns(path: Path, sep: str | None = None) -> list[str]:
-    """The column names of an uploaded table, read as the loader will read it (a DataError,
-    a ValueError, carries the sentence for the page)."""
-    from elastic.data import table_columns as read_columns
-
-    return read_columns(path, sep)
-
-
-def default_movielens_path() -> str:
-    """Where ML-1M usually lies: $ELASTIC_ML1M, else the project's shared data folder."""
-    if os.environ.get("ELASTIC_ML1M"):
-        return os.environ["ELASTIC_ML1M"]
-    shared = ROOT.parent / "shared" / "data" / "ml-1m" / "ml-1m.txt"
-    return str(shared) if shared.is_file() else "ml-1m.zip"
-
-
-def check_training_request(
-    source: str, dataset: str, dataset_kwargs: dict, model: dict, train: dict
-) -> str | None:
-    """A sentence saying why the Train form's settings cannot run, or None. Problems found
-    only while loading (a malformed line, say) come back from the job as its error."""
-    if source == "upload" and dataset == "synthetic":
-        return "Upload a table first, then pick its user and item columns."
-    if source == "upload":
-        if not dataset_kwargs.get("user_col") or not dataset_kwargs.get("item_col"):
-            return "Pick the user and the item column."
-        chosen = [dataset_kwargs.get(c) for c in ("user_col", "item_col", "time_col")]
-        chosen = [c for c in chosen if c]
-        if len(set(chosen)) != len(chosen):
-            return "The user, item and time columns must be three different columns."
-    if source == "movielens" and not Path(dataset).exists():
-        return (
-            f"{dataset} does not exist on the server. Give the folder or .zip holding "
-            "ratings.dat and movies.dat, or a SASRec ml-1m.txt, or upload the GroupLens zip."
-        )
-    if source == "synthetic":
-        from elastic.data import DataError, SyntheticConfig
-
-        shortest, longest = dataset_kwargs["min_seq_len"], dataset_kwargs["max_seq_len"]
-        if shortest > longest:
-            return (f"The shortest history ({shortest}) cannot be longer than the longest "
-                    f"history ({longest}).")
-
-        try:
-            SyntheticConfig(**dataset_kwargs)
-        except DataError as error:
-            return str(error)
-    if model["d_model"] % model["num_heads"]:
-        return f"The width d = {model['d_model']} must divide by the {model['num_heads']} heads."
-    return None
-
-
 # ----------------------------------------------------------------------------------------------
-# Complexity lab: analytic curves (cached) and measurements in a background thread
+# Complexity lab: the analytic curves per slider state, the measurements per server
 # ----------------------------------------------------------------------------------------------
-
-LAB_N = [2**i for i in range(4, 17)]  # 16 .. 65,536
-LAB_K = [1, 2, 4, 8, 16, 32, 64, 128]
-LAB_SLOTS = [16, 64, 256, 1024, 4096, 16384, 65536]
-LAB_D = [32, 64, 128, 256, 512]
-LAB_LAYERS = [1, 2, 3, 4, 6, 8]
-LAB_BATCH = [1, 2, 4, 8, 16, 32, 64, 128, 256]
-LAB_FORMS = ("sasrec-materialized", "sasrec-sdpa", "elastic")
-
-
-@dataclass(frozen=True)
-class LabSettings:
-    """The lab's sliders except N (the curves run over N)."""
-
-    mode: str  # "infer" or "train"
-    interests: int  # k
-    slots: int  # K
-    d_model: int
-    layers: int
-    batch: int
-
-    def shape(self, seq_len: int):
-        from elastic.complexity import Shape
-
-        return Shape(
-            batch=self.batch,
-            seq_len=seq_len,
-            d_model=self.d_model,
-            layers=self.layers,
-            interests=self.interests,
-            slots=self.slots,
-        )
-
-
-def _costs(settings: LabSettings, seq_len: int) -> dict[str, dict]:
-    """Each form's FLOPs and predicted peak bytes at N = seq_len, each the sum of its formula's
-    terms, which are kept too ("flops terms", "bytes terms") for the lab's hover."""
-    from elastic.complexity import flops_terms, peak_bytes_terms
-
-    shape = settings.shape(seq_len)
-    costs = {}
-    for form in LAB_FORMS:
-        flop_terms = flops_terms(form, settings.mode, shape)
-        byte_terms = peak_bytes_terms(form, settings.mode, shape)
-        costs[form] = {
-            "flops": sum(flop_terms.values()),
-            "bytes": sum(byte_terms.values()),
-            "flops terms": flop_terms,
-            "bytes terms": byte_terms,
-        }
-    return costs
 
 
 @st.cache_data(max_entries=2048, show_spinner=False)
-def analytic_point(settings: LabSettings, seq_len: int) -> dict[str, dict[str, float]]:
-    return _costs(settings, seq_len)
+def analytic_point(settings: LabSettings, seq_len: int) -> dict[str, dict]:
+    return lab.analytic_point(settings, seq_len)
 
 
 @st.cache_data(max_entries=2048, show_spinner=False)
 def analytic_sweep(settings: LabSettings) -> dict:
-    """FLOPs and predicted peak bytes of the three forms over N, their terms point by point,
-    and the crossovers with SDPA."""
-    from elastic.viz.complexity import find_crossover, n_grid
+    return lab.analytic_sweep(settings)
 
-    ns = n_grid(LAB_N[0], LAB_N[-1], per_octave=2)
-    points = [_costs(settings, int(n)) for n in ns]
-    curves = {
-        form: {q: [p[form][q] for p in points] for q in ("flops", "bytes")} for form in LAB_FORMS
-    }
-    terms = {
-        form: {q: [p[form][f"{q} terms"] for p in points] for q in ("flops", "bytes")}
-        for form in LAB_FORMS
-    }
-    crossovers = {
-        q: find_crossover(ns, curves["sasrec-sdpa"][q], curves["elastic"][q])
-        for q in ("flops", "bytes")
-    }
-    return {"ns": ns.tolist(), "curves": curves, "terms": terms, "crossovers": crossovers}
+
+@st.cache_data(show_spinner=False)
+def lab_frame() -> dict:
+    return lab.lab_frame()
 
 
 @st.cache_resource(max_entries=512, show_spinner=False)
@@ -954,140 +345,13 @@ def analytic_figure(settings: LabSettings, seq_len: int):
     """The lab's analytic figure for one slider state. A resource, not data: the figure is only
     read (Streamlit serialises a copy), and skipping the pickle round trip keeps a revisited
     slider state at a few milliseconds."""
-    from elastic.viz.complexity import cost_figure
-
-    sweep, frame = analytic_sweep(settings), lab_frame()
-    return cost_figure(
-        sweep["ns"],
-        sweep["curves"],
-        panels=[
-            ("flops", "time: FLOPs of one call", "flops"),
-            ("bytes", "memory: predicted peak", "bytes"),
-        ],
-        current_n=seq_len,
-        x_range=frame["x_range"],
-        y_ranges=frame["y_ranges"],
-        crossovers=sweep["crossovers"],
-        breakdowns=sweep["terms"],
-        # N·k against N²: SASRec's cost bends to slope 2 (its memory too when the N × N scores
-        # are materialized), ELASTIC's stays at slope 1
-        guides={
-            "flops": [("elastic", 1), ("sasrec-sdpa", 2)],
-            "bytes": [("elastic", 1), ("sasrec-materialized", 2)],
-        },
-    )
-
-
-@st.cache_data(show_spinner=False)
-def lab_frame() -> dict:
-    """Axis ranges that hold every curve any slider setting can draw, rounded to decades, so
-    the frame never moves while the sliders do."""
-    import math
-
-    smallest = LabSettings("infer", LAB_K[0], LAB_SLOTS[0], LAB_D[0], LAB_LAYERS[0], LAB_BATCH[0])
-    largest = LabSettings(
-        "train", LAB_K[-1], LAB_SLOTS[-1], LAB_D[-1], LAB_LAYERS[-1], LAB_BATCH[-1]
-    )
-    low, high = _costs(smallest, LAB_N[0]), _costs(largest, LAB_N[-1])
-    y_ranges = {}
-    for q in ("flops", "bytes"):
-        lo = min(v[q] for v in low.values())
-        hi = max(v[q] for v in high.values())
-        y_ranges[q] = (10 ** math.floor(math.log10(lo)), 10 ** math.ceil(math.log10(hi)))
-    return {"x_range": (LAB_N[0] / 1.3, LAB_N[-1] * 1.3), "y_ranges": y_ranges}
-
-
-@dataclass
-class MeasureJob:
-    """One sweep of measured points for one lab setting; shared by every session (the numbers
-    belong to the device, not to a user). Written by its thread under `lock`."""
-
-    settings: LabSettings
-    ns: list[int]
-    device: str
-    status: str = "queued"  # queued | measuring | done | cancelled | failed
-    records: list[dict] = field(default_factory=list)
-    error: str | None = None
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    cancel: threading.Event = field(default_factory=threading.Event, repr=False)
-
-    @property
-    def total(self) -> int:
-        return len(self.ns) * len(LAB_FORMS)
-
-    def snapshot(self) -> tuple[str, list[dict], str | None]:
-        with self.lock:
-            return self.status, [dict(r) for r in self.records], self.error
-
-    def run(self) -> None:
-        """Measure in a child process (`python -m elastic bench --jsonl`), reading its records
-        line by line. The child runs the CPU memory profiler in its own main thread, so
-        nothing of the profiler (its USDT and thread warnings) reaches the server's console, a
-        measurement that runs out of memory takes only the child down, and Stop ends the child
-        at once."""
-        with _measure_slot:  # one measurement at a time: they would disturb each other
-            if self.cancel.is_set():
-                self._finish("cancelled")
-                return
-            self._finish("measuring")
-            s = self.settings
-            command = [
-                sys.executable, "-m", "elastic", "bench", "--jsonl",
-                "--impl", ",".join(LAB_FORMS), "--n", ",".join(str(n) for n in self.ns),
-                "--k", str(s.interests), "--slots", str(s.slots), "--batch", str(s.batch),
-                "--d-model", str(s.d_model), "--layers", str(s.layers), "--mode", s.mode,
-                "--device", self.device, "--repeats", "3", "--warmup", "1",
-                "--max-point-s", str(MEASURE_MAX_POINT_S),
-            ]  # fmt: skip
-            with tempfile.TemporaryFile("w+") as errors:
-                child = subprocess.Popen(
-                    command, cwd=ROOT, stdout=subprocess.PIPE, stderr=errors, text=True
-                )
-                watcher = threading.Thread(target=self._stop_on_cancel, args=(child,), daemon=True)
-                watcher.start()
-                for line in child.stdout:
-                    if line.startswith("{"):
-                        with self.lock:
-                            self.records.append(json.loads(line))
-                child.wait()
-                if self.cancel.is_set():
-                    self._finish("cancelled")
-                elif child.returncode != 0:
-                    errors.seek(0)
-                    said = [ln for ln in errors.read().splitlines() if ln.startswith("error:")]
-                    reason = said[-1][len("error:") :].strip() if said else None
-                    self._finish(
-                        "failed",
-                        reason or f"The measurement stopped (exit status {child.returncode}).",
-                    )
-                else:
-                    self._finish("done")
-
-    def _stop_on_cancel(self, child: subprocess.Popen) -> None:
-        while child.poll() is None:
-            if self.cancel.wait(0.2):
-                child.terminate()
-                return
-
-    def _finish(self, status: str, error: str | None = None) -> None:
-        with self.lock:
-            self.status, self.error = status, error
-
-
-_measure_slot = threading.Lock()
-MEASURE_MAX_POINT_S = 20.0  # a point predicted to take longer is skipped, with the reason
+    return lab.analytic_figure(analytic_sweep(settings), lab_frame(), seq_len)
 
 
 @st.cache_resource(show_spinner=False)
 def _measurements() -> dict[tuple, MeasureJob]:
     """Every measurement this server made, by (settings, device)."""
     return {}
-
-
-def measurement_grid(device_type: str) -> list[int]:
-    """N values to measure: up to 4k on a CPU (minutes, not hours), 16k on a GPU."""
-    top = 16384 if device_type == "cuda" else 4096
-    return [n for n in LAB_N if 64 <= n <= top]
 
 
 def measurement_for(settings: LabSettings, start: bool = False) -> MeasureJob | None:
@@ -1101,110 +365,7 @@ def measurement_for(settings: LabSettings, start: bool = False) -> MeasureJob | 
     if job is not None and job.status in ("cancelled", "failed") and start:
         job = None
     if job is None and start:
-        job = MeasureJob(settings, measurement_grid(device), device)
+        job = MeasureJob(settings, lab.measurement_grid(device), device)
         jobs[key] = job
         threading.Thread(target=job.run, name="elastic-measure", daemon=True).start()
     return job
-
-
-def _measured_curves(records: list[dict]) -> tuple[list[int], dict, list[str]]:
-    """(ns, curves[form]["ms" | "peak"], skipped reasons) from bench records; an unmeasured
-    point is 0, which the figure leaves as a gap."""
-    ns = sorted({r["N"] for r in records})
-    curves = {form: {"ms": [0.0] * len(ns), "peak": [0.0] * len(ns)} for form in LAB_FORMS}
-    skipped = []
-    for r in records:
-        i = ns.index(r["N"])
-        if r.get("skipped"):
-            skipped.append(r["skipped"])
-            continue
-        curves[r["impl"]]["ms"][i] = r["median_ms"]
-        curves[r["impl"]]["peak"][i] = max(r["peak_mib"], 0.01) * 2**20
-    return ns, curves, skipped
-
-
-def measured_section(settings: LabSettings) -> None:
-    """The button, the live progress and the measured curves (polled by a fragment)."""
-    from elastic.device import describe_device, pick_device
-
-    device = pick_device("auto")
-    job = measurement_for(settings)
-    running = job is not None and job.status in ("queued", "measuring")
-    st.caption(
-        f"Device: **{describe_device(device)}**. Each point is the median of 3 calls after a "
-        "warm-up, with the peak memory of one more call. Points the memory guard predicts "
-        "would not fit, or that would take too long, are skipped and say why."
-    )
-    if job is None or job.status in ("cancelled", "failed"):
-        ns = measurement_grid(device.type)
-        if st.button(
-            f"Measure N = {ns[0]}…{ns[-1]} with these settings",
-            icon=":material/timer:",
-            key="measure_start",
-        ):
-            measurement_for(settings, start=True)
-            st.rerun()
-        if job is not None and job.error:
-            st.error(job.error)
-        return
-
-    @st.fragment(run_every=1.0 if running else None)
-    def live() -> None:
-        status, records, error = job.snapshot()
-        if status in ("queued", "measuring"):
-            st.session_state["measure_was_running"] = True
-            done = len(records)
-            st.progress(
-                done / job.total,
-                text="Waiting for another measurement to finish…"
-                if status == "queued"
-                else f"Measuring: {done} of {job.total} points",
-            )
-            st.button("Stop measuring", on_click=job.cancel.set, key="measure_stop")
-        elif st.session_state.pop("measure_was_running", False):
-            st.rerun()
-        if error:
-            st.error(error)
-        if not records:
-            return
-        from elastic.viz.complexity import cost_figure, find_crossover
-
-        ns, curves, skipped = _measured_curves(records)
-        crossovers = {}
-        for q in ("ms", "peak"):
-            a, b = curves["sasrec-sdpa"][q], curves["elastic"][q]
-            both = [i for i in range(len(ns)) if a[i] > 0 and b[i] > 0]
-            if len(both) >= 2:
-                crossovers[q] = find_crossover(
-                    [ns[i] for i in both], [a[i] for i in both], [b[i] for i in both]
-                )
-        ms = [v for c in curves.values() for v in c["ms"] if v > 0]
-        peak = [v for c in curves.values() for v in c["peak"] if v > 0]
-        if not ms:
-            st.caption("No point could be measured with these settings.")
-        else:
-            st.plotly_chart(
-                cost_figure(
-                    ns,
-                    curves,
-                    panels=[
-                        ("ms", "measured time of one call", "ms"),
-                        ("peak", "measured peak memory", "bytes"),
-                    ],
-                    current_n=st.session_state.get("N", 1024),
-                    x_range=lab_frame()["x_range"],
-                    y_ranges={
-                        "ms": (min(ms) / 2, max(ms) * 2),
-                        "peak": (min(peak) / 2, max(peak) * 2),
-                    },
-                    crossovers=crossovers,
-                ),
-                key="measured",
-                width="stretch",
-            )
-        if skipped:
-            with st.expander(f"{len(skipped)} points skipped"):
-                for reason in skipped:
-                    st.markdown(f"- {reason[0].upper()}{reason[1:]}.")
-
-    live()

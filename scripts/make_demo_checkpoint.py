@@ -19,11 +19,13 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-import streamlit.logger
 import torch
 
+from elastic.app.bundles import MODEL_ORDER
+from elastic.app.paths import DEMO_DIR
 from elastic.checkpoint import BEST_WEIGHTS, META_FILE
 from elastic.data import SyntheticConfig, leave_one_out, load_dataset
+from elastic.defaults import APP_TRAIN, SYNTHETIC_MODEL
 from elastic.device import describe_device
 from elastic.evaluate import interest_recovery
 from elastic.models import build_model
@@ -31,28 +33,23 @@ from elastic.train import TrainConfig, Trainer
 
 
 def main(argv: list[str] | None = None) -> int:
-    # the defaults live in the app's glue module, which imports Streamlit outside a Streamlit
-    # run: silence its "no runtime" warnings before importing it
-    streamlit.logger.set_log_level("error")
-    from elastic.app_support import DEFAULT_MODEL, DEFAULT_TRAIN, DEMO_DIR, MODEL_ORDER
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEMO_DIR, help="folder to write")
-    parser.add_argument("--epochs", type=int, default=DEFAULT_TRAIN["epochs"])
+    parser.add_argument("--epochs", type=int, default=APP_TRAIN["epochs"])
     parser.add_argument("--device", default="cpu", help="cpu keeps the demo reproducible")
     args = parser.parse_args(argv)
 
     settings = asdict(SyntheticConfig())
     data = load_dataset("synthetic", **settings)
     split = leave_one_out(data)
-    train = DEFAULT_TRAIN | {"epochs": args.epochs, "device": args.device}
+    train = APP_TRAIN | {"epochs": args.epochs, "device": args.device}
     staging = args.out.with_name(args.out.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     info: dict = {
         "dataset": {"spec": "synthetic", "settings": settings, "fingerprint": data.fingerprint()},
         "dataset_stats": data.stats(),
-        "model": DEFAULT_MODEL,
+        "model": SYNTHETIC_MODEL,
         "train": train,
         "metrics": {},
         "history": {},
@@ -60,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         "torch": torch.__version__,
     }
     for name in MODEL_ORDER:
-        model = build_model(name, num_items=data.num_items, **DEFAULT_MODEL)
+        model = build_model(name, num_items=data.num_items, **SYNTHETIC_MODEL)
         trainer = Trainer(model, split, TrainConfig(**train), data=data, data_spec="synthetic")
         trainer.add_callback(
             "on_epoch_end",

@@ -574,6 +574,31 @@ def test_complexity_lab_reads_sliders_from_the_url():
     assert at.select_slider(key="k").value == 32
 
 
+def test_complexity_lab_measures_on_request_and_draws_the_measured_curves(monkeypatch):
+    from elastic import app_support
+    from elastic.app import lab
+
+    app_support._measurements.clear()  # the server's measurements outlive an AppTest
+    monkeypatch.setattr(lab, "measurement_grid", lambda device_type: [16, 32])  # seconds
+    tiny = {"N": "16", "k": "2", "K": "16", "d": "32", "layers": "1", "batch": "1"}
+    at = open_page(LAB, query=tiny)
+    at.button(key="measure_start").click().run()
+    deadline = time.monotonic() + 120
+
+    def measuring() -> bool:
+        return any(b.key == "measure_stop" for b in at.button)
+
+    while time.monotonic() < deadline and measuring():
+        time.sleep(0.5)
+        at.run()
+    no_exception(at)
+    assert not measuring()
+    fig = figure_titled(at, "measured time of one call")
+    curves = [t for t in fig["data"] if t.get("mode") == "lines+markers"]
+    assert len(curves) == 6 and all(t["x"] == [16, 32] for t in curves)  # 3 forms × 2 panels
+    assert all(v > 0 for t in curves for v in t["y"])
+
+
 def test_complexity_lab_keeps_a_mode_when_the_active_one_is_clicked_again():
     at = open_page(LAB)
     at.segmented_control(key="mode").set_value("train").run()
@@ -728,9 +753,9 @@ def test_train_form_keeps_its_submitted_settings_across_a_page_switch():
 
 @pytest.mark.slow
 def test_train_page_stops_resumes_and_saves(monkeypatch, tmp_path):
-    from elastic import app_support
+    from elastic.app import jobs
 
-    monkeypatch.setattr(app_support, "RUNS_DIR", tmp_path)  # saves land here, not in runs/
+    monkeypatch.setattr(jobs, "RUNS_DIR", tmp_path)  # saves land here, not in runs/
     at = open_page(TRAIN)
     for key, value in (
         ("tf_users", 200),

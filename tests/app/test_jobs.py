@@ -1,4 +1,5 @@
-"""The per-session background training job, driven directly (no Streamlit runtime)."""
+"""The per-session background training job, driven directly: `elastic.app.jobs` needs no
+Streamlit."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import zipfile
 
 import pytest
 
-from elastic.app_support import TrainingJob, TrainRequest
+from elastic.app.jobs import TrainingJob
+from elastic.app.requests import TrainRequest
 
 TINY_DATA = dict(
     num_users=60, num_items=60, planted_interests=4, interests_per_user=2, min_seq_len=8,
