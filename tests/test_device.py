@@ -1,5 +1,7 @@
 """Device and precision choice: bf16 autocast where asked (or where native, for "auto")."""
 
+import os
+
 import pytest
 import torch
 
@@ -55,3 +57,22 @@ def test_a_bf16_run_learns_and_keeps_float32_weights():
     result = trainer.fit()
     assert result["train_loss"][-1] < result["train_loss"][0]
     assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
+def test_importing_elastic_first_caps_openmp_spinning_and_respects_the_users_setting():
+    """GOMP_SPINCOUNT must be in the environment before torch loads OpenMP (elastic/__init__)."""
+    import subprocess
+    import sys
+
+    code = "import elastic, os, torch; print(os.environ.get('GOMP_SPINCOUNT'))"
+    env = {k: v for k, v in os.environ.items() if k != "GOMP_SPINCOUNT"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["10000"]
+    out = subprocess.run([sys.executable, "-c", code], env=env | {"GOMP_SPINCOUNT": "7"},
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["7"]
+    late = "import torch, elastic, os; print(os.environ.get('GOMP_SPINCOUNT'))"
+    out = subprocess.run([sys.executable, "-c", late], env=env, capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["None"]  # torch came first: too late to matter, so left alone
