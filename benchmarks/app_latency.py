@@ -1,6 +1,7 @@
 """How quickly the app answers, measured in Chromium against a real `streamlit run app.py`.
 
     python benchmarks/app_latency.py            # writes benchmarks/results/app-latency.{json,md}
+    python benchmarks/app_latency.py --phases startup,slider_ms --out /tmp/lat   # a subset
 
 1. startup: from launching `streamlit run` to the first chart drawn on Home (fresh server each
    repeat; the browser is already open, as a user's would be);
@@ -16,6 +17,7 @@ Not a test: nothing here asserts a time.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -218,8 +220,8 @@ def _row(label: str, stats: dict | None, target: str, error: str | None = None) 
 
 
 def write_markdown(result: dict, path: Path) -> None:
-    s, sl, sw = result["startup"], result["slider_ms"], result["page_switch"]
-    load = result["under_training"]
+    skipped = {"error": "not measured in this run (--phases)"}
+    s, sl, sw, load = (result.get(name, skipped) for name in PHASES)
     machine = result["machine"]
     lines = [
         "# App latency",
@@ -292,7 +294,28 @@ def write_markdown(result: dict, path: Path) -> None:
     path.write_text("\n".join([*lines, ""]))
 
 
-def main() -> int:
+PHASES = ("startup", "slider_ms", "page_switch", "under_training")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--phases", default=",".join(PHASES),
+                        help=f"comma-separated subset of {', '.join(PHASES)}")
+    parser.add_argument("--startup-repeats", type=int, default=3,
+                        help="fresh servers started for the startup figure")
+    parser.add_argument("--sessions", type=int, default=5,
+                        help="browser sessions training at once in the load phase")
+    parser.add_argument("--out", type=Path, default=RESULTS,
+                        help="folder for app-latency.{json,md}")
+    args = parser.parse_args(argv)
+    unknown = set(args.phases.split(",")) - set(PHASES)
+    if unknown:
+        parser.error(f"unknown phases {sorted(unknown)}; choose from {', '.join(PHASES)}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     import torch
 
     from elastic.app.jobs import TRAINING_SLOTS
@@ -315,11 +338,13 @@ def main() -> int:
             result["machine"]["cpu"],
         )
     phases = {
-        "startup": lambda browser, url: measure_startup(browser),
+        "startup": lambda browser, url: measure_startup(browser, args.startup_repeats),
         "slider_ms": lambda browser, url: measure_slider(new_page(browser), url),
         "page_switch": lambda browser, url: measure_page_switch(new_page(browser), url),
-        "under_training": measure_under_training,
+        "under_training": lambda browser, url: measure_under_training(browser, url,
+                                                                       args.sessions),
     }
+    phases = {name: phase for name, phase in phases.items() if name in args.phases.split(",")}
     with sync_playwright() as playwright:
         browser = launch_chromium(playwright)
         with streamlit_server() as url:
@@ -331,10 +356,10 @@ def main() -> int:
                     result[name] = {"error": f"{type(error).__name__}: {error}"[:500]}
         browser.close()
     result["load_after"] = load_average()
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "app-latency.json").write_text(json.dumps(result, indent=2))
-    write_markdown(result, RESULTS / "app-latency.md")
-    print((RESULTS / "app-latency.md").read_text())
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "app-latency.json").write_text(json.dumps(result, indent=2))
+    write_markdown(result, args.out / "app-latency.md")
+    print((args.out / "app-latency.md").read_text())
     return 0
 
 
