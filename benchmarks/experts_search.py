@@ -142,7 +142,9 @@ def markdown(lines: list[dict]) -> str:
         "`cos s` = "
         "`stage1_scale` s, `dot` = scaled dot "
         "products (the default until 2026-12-02), `compete` = an experimental softmax over "
-        "dispatchers, since removed. One seed each, on the 2-core CPU shared with other work "
+        "dispatchers, since removed; `memory read as content` = an experimental readout adding "
+        "Σ gate·value of the retrieved slots to the output, since removed. One seed each, on "
+        "the 2-core CPU shared with other work "
         "(load average at the start of each run in the last column).",
         "",
         "| tag | data | ELASTIC | SASRec | SASRec last 8 | ELASTIC NDCG | last 8 | another "
@@ -160,6 +162,7 @@ def markdown(lines: list[dict]) -> str:
         form = ("compete" if over.get("stage1_compete") else
                 f"cos {over['stage1_scale']:g}" if over.get("stage1_scale") else "dot")
         form += "".join(f", k {v}" for k, v in over.items() if k == "num_interests" and v != 8)
+        form += ", memory read as content" if over.get("memory_readout") else ""
         cells = [line["tag"], ", ".join(f"{k} {v}" for k, v in data.items()) or "—",
                  form if "elastic" in line else "—"]
         sas = line.get("sasrec")
