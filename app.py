@@ -11,9 +11,13 @@ point as an old-style multipage app until `st.navigation` first runs, so a share
 
 import streamlit as st
 
-from elastic import app_guide
-from elastic import app_support as support
-from elastic.app.paths import FAVICON
+from elastic.openmp import cap_spinning
+
+cap_spinning()  # before anything imports torch: see elastic/openmp.py
+
+from elastic import app_guide  # noqa: E402
+from elastic import app_support as support  # noqa: E402
+from elastic.app.paths import FAVICON  # noqa: E402
 
 # a local file: a :material/...: favicon is fetched from fonts.gstatic.com by the browser
 st.set_page_config(page_title="ELASTIC", page_icon=str(FAVICON), layout="wide")

@@ -59,20 +59,30 @@ def test_a_bf16_run_learns_and_keeps_float32_weights():
     assert all(p.dtype == torch.float32 for p in model.parameters())
 
 
-def test_importing_elastic_first_caps_openmp_spinning_and_respects_the_users_setting():
-    """GOMP_SPINCOUNT must be in the environment before torch loads OpenMP (elastic/__init__)."""
+def test_single_process_entry_points_cap_openmp_spinning_but_not_torchrun_workers():
+    """GOMP_SPINCOUNT must be in the environment before torch loads OpenMP: `python -m elastic`
+    and app.py call `cap_spinning` first; a torchrun worker, a user's own value, or torch
+    already loaded leave it alone (elastic/openmp.py says why)."""
     import subprocess
     import sys
 
-    code = "import elastic, os, torch; print(os.environ.get('GOMP_SPINCOUNT'))"
-    env = {k: v for k, v in os.environ.items() if k != "GOMP_SPINCOUNT"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         check=True).stdout.split()
-    assert out == ["10000"]
-    out = subprocess.run([sys.executable, "-c", code], env=env | {"GOMP_SPINCOUNT": "7"},
-                         capture_output=True, text=True, check=True).stdout.split()
-    assert out == ["7"]
-    late = "import torch, elastic, os; print(os.environ.get('GOMP_SPINCOUNT'))"
-    out = subprocess.run([sys.executable, "-c", late], env=env, capture_output=True, text=True,
-                         check=True).stdout.split()
-    assert out == ["None"]  # torch came first: too late to matter, so left alone
+    code = ("from elastic.openmp import cap_spinning; print(cap_spinning()); import os, torch; "
+            "print(os.environ.get('GOMP_SPINCOUNT'))")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("GOMP_SPINCOUNT", "LOCAL_RANK", "TORCHELASTIC_RUN_ID")}
+
+    def run(source, extra=None):
+        return subprocess.run([sys.executable, "-c", source], env=env | (extra or {}),
+                              capture_output=True, text=True, check=True).stdout.split()
+
+    assert run(code) == ["True", "10000"]
+    assert run(code, {"GOMP_SPINCOUNT": "7"}) == ["False", "7"]
+    assert run(code, {"LOCAL_RANK": "0"}) == ["False", "None"]  # a torchrun worker
+    late = "import torch; " + code
+    assert run(late) == ["False", "None"]  # torch came first: too late to matter
+    assert run("import elastic, os; print(os.environ.get('GOMP_SPINCOUNT'))") == ["None"]
+    main = ("import os, runpy, sys; sys.argv = ['elastic', '--help']\n"
+            "try:\n    runpy.run_module('elastic', run_name='__main__')\n"
+            "except SystemExit:\n    pass\n"
+            "print(os.environ.get('GOMP_SPINCOUNT'))")
+    assert run(main)[-1] == "10000"  # `python -m elastic` sets it before the CLI loads torch
