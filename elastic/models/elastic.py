@@ -39,7 +39,7 @@ from elastic.models.common import PAD, SequentialRecommender
 MAX_SOFTCAP = 20.0
 # Training rebuilds each segment in backward from this max_len on: below it the saved
 # activations of a batch of 32 stay under ~1 GiB (817 MiB predicted at N = 1024), and
-# recomputing cost 20 % of a training step at N = 1024 (docs/complexity.md).
+# recomputing cost 27 % of a training step at N = 1024 (benchmarks/results/train-step.md).
 RECOMPUTE_FROM = 2048
 
 
