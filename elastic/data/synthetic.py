@@ -132,12 +132,15 @@ class SyntheticConfig:
         return self.session_len * math.ceil(self.max_seq_len / period)
 
     def _smallest_interest(self) -> int:
-        """Items of the smallest interest. Item i goes to (interest, facet) slot i mod G·F
-        (`make_synthetic`), so the first num_items mod G·F slots hold one item more."""
-        slots = self.planted_interests * self.facets
-        sizes = [self.num_items // slots + (s < self.num_items % slots) for s in range(slots)]
-        return min(sum(sizes[g * self.facets:(g + 1) * self.facets])
-                   for g in range(self.planted_interests))
+        """Items of the smallest interest, under `make_synthetic`'s layout."""
+        return int(np.bincount(_item_slots(self) // self.facets,
+                               minlength=self.planted_interests).min())
+
+
+def _item_slots(config: SyntheticConfig) -> np.ndarray:
+    """(num_items,) the (interest, facet) slot g·F + f of each item, before shuffling: item i
+    goes to slot i mod G·F, so slots (and interests) differ by at most one item per slot."""
+    return np.arange(config.num_items) % (config.planted_interests * config.facets)
 
 
 @dataclass
@@ -214,8 +217,7 @@ def make_synthetic(config: SyntheticConfig | None = None) -> InteractionData:
     rng = np.random.default_rng(config.seed)
     g_count, f_count = config.planted_interests, config.facets
     # balanced interests and facets; ids shuffled so an id says nothing about either
-    slots = np.arange(config.num_items) % (g_count * f_count)
-    layout = rng.permutation(slots)
+    layout = rng.permutation(_item_slots(config))
     item_interest = np.concatenate(([-1], layout // f_count)).astype(np.int64)
     item_facet = np.concatenate(([-1], layout % f_count)).astype(np.int64)
     catalogue = _Catalogue(item_interest, item_facet, g_count, f_count,
