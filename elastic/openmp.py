@@ -9,7 +9,7 @@ N = 4096 9.5 s instead of 1.3 s. 10,000 spins kept idle speed and removed those 
 
 Only the single-process entry points call `cap_spinning` (`python -m elastic`, `app.py`): under
 torchrun a DDP worker with 10,000 spins died with "terminate called without an active
-exception" in 2 of 10 runs of tests/test_distributed.py, and never with libgomp's default.
+exception" in 2 of 6 runs of tests/test_distributed.py, and never with libgomp's default.
 """
 
 from __future__ import annotations
