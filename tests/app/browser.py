@@ -62,6 +62,22 @@ def click_marker(page, title: str, trace: int, prefix: list[int]) -> None:
     page.mouse.click(box["x"], box["y"])
 
 
+def click_marker_until(page, title: str, trace: int, prefix: list[int], condition: str,
+                       tries: int = 3, timeout_ms: float = 10_000) -> None:
+    """`click_marker`, then wait for the JavaScript `condition`; click again (the marker found
+    afresh) if it does not hold within `timeout_ms`. A click that lands while Plotly is still
+    laying the chart out is lost (seen once in CI on a loaded 2-core machine); the last try's
+    TimeoutError propagates."""
+    for attempt in range(tries):
+        click_marker(page, title, trace, prefix)
+        try:
+            page.wait_for_function(condition, timeout=timeout_ms)
+            return
+        except Exception:
+            if attempt == tries - 1:
+                raise
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

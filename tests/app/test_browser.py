@@ -21,6 +21,7 @@ from tests.app.browser import (
     CHROMIUM,
     ROOT,
     click_marker,
+    click_marker_until,
     exceptions,
     launch_chromium,
     streamlit_server,
@@ -217,10 +218,9 @@ def test_a_click_on_a_small_panel_enlarges_that_layer_and_head(server, page):
     wait_idle(page)
     wait_charts(page, 2)
     # the overview: one heatmap of every panel (trace 0), its click lattice (trace 1)
-    click_marker(page, "Every layer and head", 1, [0, 1])  # layer 1, head 2
-    page.wait_for_function(
+    click_marker_until(  # layer 1, head 2
+        page, "Every layer and head", 1, [0, 1],
         "() => ['layer=1', 'head=2'].every(p => window.location.search.includes(p))",
-        timeout=30_000,
     )
     wait_idle(page)
     assert exceptions(page) == 0
