@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import random
 import threading
 import time
@@ -70,6 +71,7 @@ from elastic.models.common import NEGATIVE_SAMPLERS, PAD, NegativeSampler
 
 EARLY_STOPPING_METRIC = "NDCG@10"
 EVENTS = ("on_epoch_start", "on_batch_end", "on_eval_batch_end", "on_epoch_end", "on_train_end")
+SCHEDULES = ("constant", "cosine")
 
 
 
@@ -96,6 +98,10 @@ class TrainConfig:
     grad_clip: float | None = 1.0  # max global gradient norm; None = no clipping
     num_threads: int | None = None  # torch CPU threads during fit (process-wide); None = as is
     eval_batch_size: int = 256  # users per evaluation batch
+    warmup_epochs: float = 0.0  # the rate rises linearly from 0 over this many epochs
+    schedule: str = "constant"  # after warm-up: "constant", or "cosine" decay to 0 at `epochs`
+    batch_by_length: bool = False  # batches of similar-length histories, cut to their longest
+    # (`TrainLoader(by_length=True)`): a long max_len then costs little on short histories
 
     def __post_init__(self) -> None:
         if self.loss not in ("full", "sampled"):
@@ -113,6 +119,21 @@ class TrainConfig:
             raise ValueError(f"lr must be a finite number >= 0, got {self.lr}")
         if self.patience is not None and self.patience < 1:
             raise ValueError(f"patience must be at least 1 (or None), got {self.patience}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if not (math.isfinite(self.warmup_epochs) and 0 <= self.warmup_epochs <= self.epochs):
+            raise ValueError(f"warmup_epochs must lie in [0, epochs={self.epochs}], "
+                             f"got {self.warmup_epochs}")
+
+    def lr_factor(self, progress: float) -> float:
+        """The share of `lr` used at `progress` epochs into the run (fractional, from 0)."""
+        if progress < self.warmup_epochs:
+            return (progress + 1e-3) / self.warmup_epochs  # never exactly 0: the first step moves
+        if self.schedule == "constant":
+            return 1.0
+        span = self.epochs - self.warmup_epochs
+        done = 1.0 if span <= 0 else min(1.0, (progress - self.warmup_epochs) / span)
+        return 0.5 * (1.0 + math.cos(math.pi * done))
 
 
 @dataclass(frozen=True)
@@ -217,7 +238,8 @@ class Trainer:
             )
         self.split = split
         self.train_loader = TrainLoader(split.train, self.max_len, cfg.batch_size, cfg.seed,
-                                        rank=self.ranks.rank, world_size=self.ranks.world_size)
+                                        rank=self.ranks.rank, world_size=self.ranks.world_size,
+                                        by_length=cfg.batch_by_length)
         if len(self.train_loader) == 0:
             raise ValueError(
                 f"no user has {MIN_SEQUENCE_LENGTH + 1} or more interactions, so there is nothing "
@@ -438,6 +460,12 @@ class Trainer:
         self._fire("on_train_end", TrainEnd(result))
         return result
 
+    def _set_lr(self, progress: float) -> None:
+        """Put the scheduled rate (`TrainConfig.lr_factor`) in every parameter group."""
+        factor = self.config.lr_factor(progress)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.config.lr * group.get("lr_scale", 1.0) * factor
+
     def _run_epoch(self) -> bool:
         """One epoch, its validation and checkpoint. False if `stop_event` cut it short."""
         cfg = self.config
@@ -463,6 +491,7 @@ class Trainer:
                 )
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            self._set_lr(epoch - 1 + (batch - 1) / batches)
             if cfg.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
             self.optimizer.step()
@@ -477,7 +506,8 @@ class Trainer:
             improved = valid[EARLY_STOPPING_METRIC] > self.best_metric
         seconds = time.perf_counter() - started
         entry = {"epoch": epoch, "train_loss": loss_sum / batches, "valid": valid,
-                 "seconds": seconds}
+                 "seconds": seconds, "lr": cfg.lr * cfg.lr_factor(epoch - 1 / batches),
+                 "load_average": _load_average()}
         with self.lock:
             self.step = step
             self.epochs_done = epoch
@@ -502,6 +532,14 @@ class Trainer:
             EpochEnd(epoch, entry["train_loss"], valid, improved, self.best_epoch, seconds),
         )
         return True
+
+
+def _load_average() -> float | None:
+    """The 1-minute load average (how busy the machine was), None where the OS has none."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
 
 
 def _dataset_info(

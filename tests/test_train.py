@@ -5,7 +5,7 @@ import threading
 import pytest
 import torch
 
-from elastic.data import SyntheticConfig, leave_one_out, make_synthetic
+from elastic.data import SyntheticConfig, TrainLoader, leave_one_out, make_synthetic
 from elastic.evaluate import PopularityScorer, evaluate
 from elastic.models import build_model
 from elastic.train import (
@@ -148,6 +148,70 @@ def test_settings_a_user_can_get_wrong_are_sentences(tiny):
         TrainConfig(lr=float("nan"))
     with pytest.raises(ValueError, match="exceeds the model's max_len"):
         _trainer(tiny, max_len=40)
+
+
+def test_warmup_then_cosine_reaches_every_group_and_resumes_on_schedule(tiny, tmp_path):
+    config = TrainConfig(epochs=4, warmup_epochs=1.0, schedule="cosine")
+    assert 0 < config.lr_factor(0.0) < 0.01  # the first step moves, barely
+    assert config.lr_factor(0.5) == pytest.approx(0.5, abs=2e-3)
+    assert config.lr_factor(1.0) == pytest.approx(1.0)
+    assert config.lr_factor(2.5) == pytest.approx(0.5)  # half-way down the cosine
+    assert config.lr_factor(4.0) == pytest.approx(0.0, abs=1e-12)
+    assert TrainConfig(epochs=4, warmup_epochs=1.0).lr_factor(3.9) == 1.0  # constant after
+
+    rates = []  # every parameter group's rate at each optimizer step, scales included
+    trainer = _trainer(tiny, epochs=3, lr=1e-2, warmup_epochs=1.0, schedule="cosine",
+                       checkpoint_dir=tmp_path / "run")
+    step = trainer.optimizer.step
+
+    def recording_step(*args, **kwargs):
+        rates.append([g["lr"] / g.get("lr_scale", 1.0) for g in trainer.optimizer.param_groups])
+        return step(*args, **kwargs)
+
+    trainer.optimizer.step = recording_step
+    trainer.fit()
+    batches = len(trainer.train_loader)
+    expected = [1e-2 * trainer.config.lr_factor(i / batches) for i in range(3 * batches)]
+    assert [r[0] for r in rates] == pytest.approx(expected)
+    assert all(r == pytest.approx([r[0]] * len(r)) for r in rates)  # memory values scaled alike
+    assert rates[0][0] < rates[batches][0] and rates[-1][0] < rates[batches][0]
+    assert [h["lr"] for h in trainer.history] == pytest.approx(
+        [1e-2 * trainer.config.lr_factor(e - 1 / batches) for e in (1, 2, 3)])
+
+    # a run interrupted after epoch 2 and resumed takes the schedule up where it was
+    settings = {"epochs": 3, "lr": 1e-2, "warmup_epochs": 1.0, "schedule": "cosine"}
+    part = _trainer(tiny, checkpoint_dir=tmp_path / "part", **settings)
+    part.add_callback("on_epoch_end",
+                      lambda event: event.epoch == 2 and part.stop_event.set())
+    assert part.fit()["stopped"] and part.epochs_done == 2
+    resumed = _trainer(tiny, seed=5, **settings)
+    resumed.resume(tmp_path / "part")
+    assert resumed.fit()["train_loss"] == [h["train_loss"] for h in trainer.history]
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        TrainConfig(schedule="linear")
+    with pytest.raises(ValueError, match="warmup_epochs must lie in"):
+        TrainConfig(epochs=2, warmup_epochs=3)
+
+
+@pytest.mark.parametrize("name", ["elastic", "sasrec"])
+def test_a_batch_cut_to_its_longest_history_has_the_padded_batchs_loss(tiny, name):
+    """What `batch_by_length` relies on: the pad columns it cuts change no loss term."""
+    data, split = tiny
+    seed_everything(0)
+    model = build_model(name, num_items=data.num_items, **{**TINY, "max_len": 40}).eval()
+    loader = TrainLoader(split.train, 40, batch_size=8, by_length=True)
+    cut_any = False
+    for inputs, targets in loader:
+        width = inputs.shape[1]
+        cut_any |= width < 40
+        padded = [torch.nn.functional.pad(t, (40 - width, 0)) for t in (inputs, targets)]
+        extra = {}
+        if name == "elastic":  # the same query context either way
+            extra = {"context_len": model.sample_context(inputs)}
+        with torch.no_grad():
+            torch.testing.assert_close(model.training_loss(inputs, targets, **extra),
+                                       model.training_loss(*padded, **extra))
+    assert cut_any
 
 
 @pytest.mark.parametrize("name", ["elastic", "sasrec"])
