@@ -86,6 +86,41 @@ def test_train_loader_epochs_are_seeded_and_reshuffled():
     assert epoch_order(other_seed) == epoch1  # seed 6 epoch 0 == seed 5 epoch 1
 
 
+def test_batches_by_length_hold_every_history_once_cut_to_their_longest():
+    rng = np.random.default_rng(1)
+    # ML-1M-like: most histories short, a few long
+    sizes = np.concatenate([rng.integers(3, 40, size=180), rng.integers(150, 400, size=20)])
+    sequences = [rng.integers(1, 90, size=n) for n in sizes]
+    plain = TrainLoader(sequences, max_len=256, batch_size=16, seed=2)
+    loader = TrainLoader(sequences, max_len=256, batch_size=16, seed=2, by_length=True)
+    full = {tuple(row.tolist()): row for row in loader.input_ids}
+
+    def epoch(loader):
+        widths, rows, pads = [], [], 0
+        for input_ids, target_ids in loader:
+            real = input_ids != 0
+            assert real[:, 0].any() or not loader.by_length, "an all-padding column was kept"
+            assert torch.equal(target_ids == 0, ~real)
+            for row, target in zip(input_ids, target_ids, strict=True):
+                padded = torch.cat([row.new_zeros(256 - row.numel()), row])
+                assert tuple(padded.tolist()) in full  # the window, cut on the left only
+                rows.append(tuple(padded.tolist()))
+                assert torch.equal(target[:-1][row[:-1] != 0], row[1:][row[:-1] != 0])
+            widths.append(input_ids.shape[1])
+            pads += int((~real).sum())
+        return widths, rows, pads
+
+    widths, rows, pads = epoch(loader)
+    assert sorted(rows) == sorted(full)  # every history once
+    _, _, plain_pads = epoch(plain)
+    assert pads < plain_pads / 4  # similar lengths share a batch: far less padding
+    assert min(widths) < 60 and max(widths) > 150 and len(widths) == len(plain)
+    again, other = TrainLoader(sequences, max_len=256, batch_size=16, seed=2, by_length=True), []
+    assert epoch(again)[1] == rows  # seeded
+    other = epoch(loader)[1]  # the next epoch groups and orders differently
+    assert other != rows and sorted(other) == sorted(rows)
+
+
 def test_train_loader_drop_last():
     sequences = [np.array([1, 2, 3])] * 10
     assert len(TrainLoader(sequences, max_len=4, batch_size=4)) == 3
