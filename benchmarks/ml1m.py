@@ -21,6 +21,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
+import statistics
 import sys
 import time
 from datetime import datetime, timezone
@@ -30,6 +32,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from elastic.checkpoint import META_FILE  # noqa: E402
+from elastic.complexity import (  # noqa: E402
+    Shape,
+    check_training_budget,
+    format_bytes,
+    memory_budget,
+    training_peak_bytes,
+)
 from elastic.data import EvalLoader, InteractionData, leave_one_out, load_dataset  # noqa: E402
 from elastic.device import describe_device, pick_device  # noqa: E402
 from elastic.evaluate import METRIC_NAMES, PopularityScorer, evaluate  # noqa: E402
@@ -57,10 +66,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data", default=str(DEFAULT_DATA), help="the ml-1m.txt file")
     parser.add_argument("--models", default="popularity,sasrec,elastic",
                         help="comma-separated subset of popularity,sasrec,elastic")
-    parser.add_argument("--epochs", type=int, default=200, help="maximum epochs per model")
-    parser.add_argument("--patience", type=int, default=10,
+    parser.add_argument("--epochs", type=int, default=36,
+                        help="maximum epochs per model (and the cosine schedule's horizon)")
+    parser.add_argument("--patience", type=int, default=5,
                         help="validations without a better NDCG@10 before stopping")
-    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--lr", type=float, default=3e-3, help="peak learning rate")
+    parser.add_argument("--warmup-epochs", type=float, default=2.0,
+                        help="linear warm-up from 0 to --lr over this many epochs")
+    parser.add_argument("--schedule", default="cosine", choices=("constant", "cosine"),
+                        help="after warm-up: constant, or cosine decay to 0 at --epochs")
+    parser.add_argument("--by-length", action="store_true",
+                        help="batches of similar-length histories, cut to their longest "
+                             "(TrainConfig.batch_by_length): long --max-len runs cost little more")
+    parser.add_argument("--max-len", type=int, default=MAX_LEN,
+                        help="most recent items read (the long-history runs use 512 and 1024)")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
     parser.add_argument("--threads", type=int, default=1,
@@ -89,10 +108,12 @@ def first_users(data: InteractionData, count: int) -> InteractionData:
 
 def train_one(name: str, data: InteractionData, split, args, device) -> dict:
     seed_everything(args.seed)
-    model = build_model(name, num_items=data.num_items, **MODEL)
+    model = build_model(name, num_items=data.num_items, **{**MODEL, "max_len": args.max_len})
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch, lr=args.lr,
-                         max_len=MAX_LEN, seed=args.seed, device=str(device), loss="full",
-                         patience=args.patience, num_threads=args.threads)
+                         max_len=args.max_len, seed=args.seed, device=str(device), loss="full",
+                         patience=args.patience, num_threads=args.threads,
+                         warmup_epochs=args.warmup_epochs, schedule=args.schedule,
+                         batch_by_length=args.by_length)
     checkpoint_dir = Path(args.runs_dir) / name
     trainer = Trainer(model, split, config, data=data, data_spec=args.data,
                       checkpoint_dir=checkpoint_dir)
@@ -122,22 +143,91 @@ def train_one(name: str, data: InteractionData, split, args, device) -> dict:
         "parameters": model.num_parameters(),
         "config": model.config_dict(),
         "seconds": result["seconds"],
+        "train_config": {"lr": args.lr, "warmup_epochs": args.warmup_epochs,
+                         "schedule": args.schedule, "batch": args.batch,
+                         "by_length": args.by_length,
+                         "patience": args.patience, "threads": args.threads},
+        "history": [{"epoch": h["epoch"], "train_loss": round(h["train_loss"], 4),
+                     "valid_NDCG@10": (h["valid"] or {}).get("NDCG@10"),
+                     "valid_HR@10": (h["valid"] or {}).get("HR@10"),
+                     "seconds": round(h["seconds"], 1), "lr": h.get("lr"),
+                     "load_average": h.get("load_average")} for h in result["history"]],
     }
 
 
+def peak_rss_mb() -> float:
+    """The process's peak resident memory so far, in MiB (Linux reports KiB)."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def guard(data: InteractionData, args, device) -> dict:
+    """What the memory guard predicts for a whole training run of each attention form at this
+    max_len and batch (the figure `python -m elastic train` refuses on), and its verdict."""
+    budget = memory_budget(device)
+    rows = {}
+    for form in ("elastic", "sasrec-sdpa", "sasrec-materialized"):
+        shape = Shape(batch=args.batch, seq_len=args.max_len, items=data.num_items,
+                      **{k: MODEL[v] for k, v in (("d_model", "d_model"), ("layers", "num_layers"),
+                                                  ("heads", "num_heads"),
+                                                  ("interests", "num_interests"),
+                                                  ("slots", "num_slots"))})
+        refusal = check_training_budget(form, shape, device, budget_bytes=budget)
+        rows[form] = {"predicted_bytes": training_peak_bytes(form, shape),
+                      "refused": refusal}
+    return {"budget_bytes": budget, "forms": rows}
+
+
+def guard_lines(report: dict) -> list[str]:
+    g = report.get("guard")
+    if not g:
+        return []
+    lines = ["", f"Memory guard at max_len {report['max_len']}, batch {report['batch']} (budget "
+             f"{format_bytes(g['budget_bytes'])}, 60 % of the memory available when the run "
+             "started): predicted peak of a whole training run per attention form —"]
+    for form, row in g["forms"].items():
+        verdict = "refused" if row["refused"] else "runs"
+        lines.append(f"- {form}: {format_bytes(row['predicted_bytes'])}, {verdict}")
+    return lines
+
+
+def curves(report: dict) -> list[str]:
+    """Per-epoch lines of each trained model: loss, validation, seconds, rate and load."""
+    lines = []
+    for name in ("sasrec", "elastic"):
+        history = report.get(name, {}).get("history")
+        if not history:
+            continue
+        lines += ["", f"### {name}, epoch by epoch", "",
+                  "| epoch | train loss | valid NDCG@10 | valid HR@10 | s | lr | load |",
+                  "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        best = report[name].get("best_epoch")
+        for h in history:
+            mark = " ←best" if h["epoch"] == best else ""
+            lines.append(
+                f"| {h['epoch']}{mark} | {h['train_loss']:.4f} | {h['valid_NDCG@10'] or 0:.4f} | "
+                f"{h['valid_HR@10'] or 0:.4f} | {h['seconds']:.0f} | {h['lr'] or 0:.2e} | "
+                f"{h['load_average']} |")
+    return lines
+
+
 def markdown(report: dict) -> str:
-    rows = [f"| model | {' | '.join(COLUMNS)} | best epoch | train s | source |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    rows = [f"| model | {' | '.join(COLUMNS)} | best epoch / run | train s | s per epoch "
+            "(median) | peak RSS MiB | source |",
+            "|" + " --- |" * (len(COLUMNS) + 6)]
     for name in ("popularity", "sasrec", "elastic"):
         if name not in report:
             continue
         m = report[name]
         cells = " | ".join(f"{m[key]:.4f}" for key in COLUMNS)
-        epoch = m.get("best_epoch", "–")
+        epoch = f"{m['best_epoch']} / {m['epochs_run']}" if "best_epoch" in m else "–"
         seconds = f"{report['seconds'][name]:.0f}"
-        rows.append(f"| {name} (ours) | {cells} | {epoch} | {seconds} | this run |")
+        per_epoch = [h["seconds"] for h in m.get("history", [])]
+        median = f"{statistics.median(per_epoch):.0f}" if per_epoch else "–"
+        rss = report.get("peak_rss_mb", {}).get(name) or "–"
+        rows.append(f"| {name} (ours) | {cells} | {epoch} | {seconds} | {median} | {rss} | "
+                    "this run |")
     for label, hr, ndcg in PUBLISHED:
-        rows.append(f"| {label} | {hr:.4f} | {ndcg:.4f} | – | – | – | – | – | "
+        rows.append(f"| {label} | {hr:.4f} | {ndcg:.4f} | – | – | – | – | – | – | – | "
                     f"{PUBLISHED_SOURCE} |")
     return "\n".join([
         "# MovieLens-1M, full ranking",
@@ -152,6 +242,8 @@ def markdown(report: dict) -> str:
         "Published rows are copied from ../shared/data/ml-1m/README.md (same file, same "
         "protocol). Figures with 100 sampled negatives are a different protocol and are not "
         "comparable.",
+        *guard_lines(report),
+        *curves(report),
         "",
     ])
 
@@ -168,6 +260,7 @@ def merge_previous(path: Path, report: dict, models: list[str]) -> dict:
         if name in previous and name not in models:
             report[name] = previous[name]
             report["seconds"][name] = previous["seconds"][name]
+            report["peak_rss_mb"][name] = previous.get("peak_rss_mb", {}).get(name)
     return report
 
 
@@ -186,8 +279,9 @@ def main(argv: list[str] | None = None) -> int:
         "protocol": (
             "leave-one-out (last item test, second-to-last validation); full ranking over all "
             f"{data.num_items} items with each user's history filtered out (a repeated target "
-            f"stays a candidate; ties count for the target); the most recent {MAX_LEN} items; "
+            f"stays a candidate; ties count for the target); the most recent {args.max_len} items; "
             f"full-softmax CE; best epoch on validation NDCG@10 (patience {args.patience})"
+            + ("; training batches of similar-length histories" if args.by_length else "")
         ),
         "epochs": args.epochs,
         "device": describe_device(device) if device.type != "cpu"
@@ -197,24 +291,31 @@ def main(argv: list[str] | None = None) -> int:
         "items": data.num_items,
         "load_average": os.getloadavg(),
         "seconds": {},
+        "peak_rss_mb": {},  # the process's peak so far: run one model per process to compare
+        "max_len": args.max_len,
+        "batch": args.batch,
     }
+    report["guard"] = guard(data, args, device)
     for name in models:
         started = time.perf_counter()
         if name == "popularity":
             scorer = PopularityScorer(split)
-            report[name] = evaluate(scorer, EvalLoader(split, "test", MAX_LEN))
+            report[name] = evaluate(scorer, EvalLoader(split, "test", args.max_len))
             report["seconds"][name] = time.perf_counter() - started
         else:
             report[name] = train_one(name, data, split, args, device)
             report["seconds"][name] = report[name]["seconds"]
+        report["peak_rss_mb"][name] = peak_rss_mb()
         print(f"{name}: test " + ", ".join(f"{k} {report[name][k]:.4f}" for k in METRIC_NAMES),
               flush=True)
     results = Path(args.results_dir)
     results.mkdir(parents=True, exist_ok=True)
-    report = merge_previous(results / "ml1m.json", report, models)
-    (results / "ml1m.json").write_text(json.dumps(report, indent=2))
-    (results / "ml1m.md").write_text(markdown(report))
-    print(f"wrote {results / 'ml1m.json'} and {results / 'ml1m.md'}")
+    stem = "ml1m" + ("" if args.max_len == MAX_LEN else f"-len{args.max_len}") + (
+        "-by-length" if args.by_length else "")
+    report = merge_previous(results / f"{stem}.json", report, models)
+    (results / f"{stem}.json").write_text(json.dumps(report, indent=2))
+    (results / f"{stem}.md").write_text(markdown(report))
+    print(f"wrote {results / stem}.json and .md")
     return 0
 
 
