@@ -39,6 +39,7 @@ from elastic.commands.options import (
     device_name,
     fraction,
     load_data,
+    non_negative_number,
     positive_number,
     table_settings,
 )
@@ -51,6 +52,7 @@ from elastic.evaluate import PopularityScorer, evaluate
 from elastic.models import SequentialRecommender, build_model
 from elastic.models.common import NEGATIVE_SAMPLERS
 from elastic.train import (
+    SCHEDULES,
     BatchEnd,
     EpochEnd,
     EvalBatchEnd,
@@ -69,7 +71,8 @@ TRAIN_FLAGS = {"epochs": "epochs", "lr": "lr", "batch": "batch_size", "device": 
                "seed": "seed", "patience": "patience", "loss": "loss",
                "negatives": "num_negatives", "sampler": "sampler",
                "batch_negatives": "batch_negatives", "precision": "precision",
-               "threads": "num_threads"}
+               "threads": "num_threads", "warmup_epochs": "warmup_epochs",
+               "schedule": "schedule"}
 # (flag, type, help) of each setting, in the order --help lists them; each type refuses a bad
 # value in one sentence (options.py), so no setting reaches torch to fail as a traceback
 MODEL_OPTIONS: list[tuple[str, Callable[[str], Any], str]] = [
@@ -94,9 +97,11 @@ TRAIN_OPTIONS: list[tuple[str, Callable[[str], Any], str]] = [
     ("batch_negatives", at_least(0), "--loss sampled: also this many of the batch's own targets"),
     ("precision", str, "bf16 autocast, or auto: bf16 where the device computes it natively"),
     ("threads", at_least(1), "torch CPU threads; 1 is fastest for small models"),
+    ("warmup_epochs", non_negative_number, "epochs over which the rate rises from 0 to --lr"),
+    ("schedule", str, "after warm-up: constant, or cosine decay to 0 at --epochs"),
 ]
 CHOICES = {"loss": ["full", "sampled"], "sampler": list(NEGATIVE_SAMPLERS),
-           "precision": list(PRECISIONS)}
+           "precision": list(PRECISIONS), "schedule": list(SCHEDULES)}
 # what a resumed run may change; everything else is the run's own. --lr too: after a
 # divergence, the same rate would repeat the same steps
 RESUMABLE = {"epochs", "patience", "lr", "device", "threads", "precision"}
